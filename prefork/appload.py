@@ -1,0 +1,78 @@
+"""
+Finding the WSGI application named on the command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any
+
+WSGIApplication = Callable[..., Iterable[bytes]]
+
+
+class AppLoadError(Exception):
+    """
+    The application could not be loaded.  C{str()} of it is one line that
+    names the problem; L{details} holds the traceback, when there is one.
+    """
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def parseAppSpec(spec: str) -> tuple[str, str]:
+    """
+    Split C{"package.module:object.attr"} into its module and attribute path.
+
+    @raise ValueError: C{spec} is not of that form.
+    """
+    module, sep, attribute = spec.partition(":")
+    names = [module, *attribute.split(".")]
+    if not sep or not all(name.isidentifier() for part in names for name in part.split(".")):
+        raise ValueError(f"{spec!r} is not of the form MODULE:NAME")
+    return module, attribute
+
+
+def loadApp(spec: str, pythonPath: Iterable[str] = ()) -> WSGIApplication:
+    """
+    Import the WSGI application named by C{spec}.
+
+    @param pythonPath: Directories to search before C{sys.path}.
+    @raise AppLoadError: It cannot be imported, lacks the attribute, or is not
+        callable.
+    """
+    for directory in reversed(list(pythonPath)):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    try:
+        moduleName, attribute = parseAppSpec(spec)
+    except ValueError as e:
+        raise AppLoadError(f"--app {e}") from None
+    try:
+        obj: Any = importlib.import_module(moduleName)
+    except ModuleNotFoundError as e:
+        if e.name is not None and (moduleName + ".").startswith(e.name + "."):
+            raise AppLoadError(f"cannot import --app {spec!r}: no module named {e.name!r}") from None
+        raise _importFailure(spec, e) from None
+    except BaseException as e:
+        raise _importFailure(spec, e) from None
+    for name in attribute.split("."):
+        try:
+            obj = getattr(obj, name)
+        except AttributeError:
+            raise AppLoadError(f"--app {spec!r}: {moduleName!r} has no attribute {attribute!r}") from None
+    if not callable(obj):
+        raise AppLoadError(f"--app {spec!r} is not callable: it is {type(obj).__name__} {obj!r:.60}")
+    return obj
+
+
+def _importFailure(spec: str, e: BaseException) -> AppLoadError:
+    """
+    Describe an exception raised by the application's own module on import.
+    """
+    summary = traceback.format_exception_only(type(e), e)[-1].strip()
+    return AppLoadError(f"cannot import --app {spec!r}: {summary}", traceback.format_exc())

@@ -1,0 +1,60 @@
+"""
+The settings a generation runs with, shared by the master, the template and
+the workers.
+
+The master builds one L{ServerConfig} from the command line and hands it to
+each template process as JSON on its command line, so that every process of
+the server reads the very same values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+
+DEMO_APP = "prefork.demo:application"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """
+    Everything a template and its workers need to know.
+
+    @ivar app: The WSGI application, C{"module:attribute"}.
+    @ivar workers: How many workers each generation keeps serving.
+    @ivar maxRequests: The most requests a worker serves before it retires;
+        0 means never.
+    @ivar minRequests: When not L{None}, each worker draws its own limit
+        uniformly from C{[minRequests, maxRequests]}.
+    @ivar threads: The size of each worker's WSGI thread pool; 0 runs the
+        application in the worker's reactor thread.
+    @ivar gracefulTimeout: The longest a draining worker may take, in seconds.
+    @ivar accessLog: Where workers write the access log (C{"-"} for standard
+        output), or L{None}.
+    @ivar preload: Import the application once in the template, not in each
+        worker.
+    @ivar pythonPath: Directories put in front of C{sys.path} before the
+        application is imported.
+    """
+
+    app: str = DEMO_APP
+    workers: int = 10
+    maxRequests: int = 100
+    minRequests: int | None = None
+    threads: int = 0
+    gracefulTimeout: float = 30.0
+    accessLog: str | None = None
+    preload: bool = True
+    pythonPath: tuple[str, ...] = field(default_factory=tuple)
+
+    def toJSON(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def fromJSON(cls, text: str) -> ServerConfig:
+        values = json.loads(text)
+        values["pythonPath"] = tuple(values["pythonPath"])
+        return cls(**values)
+
+    def withoutPreload(self) -> ServerConfig:
+        return replace(self, preload=False)

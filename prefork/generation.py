@@ -1,0 +1,187 @@
+"""
+A generation: one template process and the workers it forks, all running the
+same import of the application.  A reload starts a new generation beside the
+old one.
+
+L{Generation} is the master's view of it: it starts the template, sends it
+commands, parses what the template and the workers report, and keeps the
+table of workers.  What to do about those reports is the master's decision.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from prefork.config import ServerConfig
+from prefork.messages import FIRST_LISTEN_FD, STATUS_FD, Command, Message
+from prefork.sockets import ListeningSocket
+
+if TYPE_CHECKING:
+    from prefork.master import Master
+
+#: Environment variables that hand sockets to this server; they are not for
+#: the application's own children.
+SOCKET_ENVIRONMENT = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "SERVER_STARTER_PORT", "EINHORN_FD_COUNT", "EINHORN_FDS")
+
+
+class WorkerState(Enum):
+    BOOTING = "booting"
+    SERVING = "serving"
+    DRAINING = "draining"
+
+
+@dataclass
+class WorkerRecord:
+    """
+    What the master knows of one worker.
+    """
+
+    pid: int
+    state: WorkerState = WorkerState.BOOTING
+    limit: int = 0
+    served: int = 0
+    born: float = field(default_factory=time.monotonic)
+    reason: str = ""
+
+
+class Generation(ProcessProtocol):
+    """
+    The template process of one generation and its workers.
+
+    @ivar number: 1 for the first generation, one more for each reload.
+    @ivar workers: The live workers, by pid.
+    @ivar pendingSpawns: Workers asked for and not yet reported born.
+    @ivar everServed: Whether any worker of this generation became ready.
+    @ivar announced: Whether the generation has had all its workers ready.
+    """
+
+    _log = Logger()
+
+    def __init__(self, master: Master, number: int) -> None:
+        self.master = master
+        self.number = number
+        self.workers: dict[int, WorkerRecord] = {}
+        self.pendingSpawns = 0
+        self.everServed = False
+        self.announced = False
+        self.stopping = False
+        self.ended: Deferred[None] = Deferred()
+        self._buffers: dict[int, bytes] = {}
+
+    def start(self, reactor: Any, config: ServerConfig, sockets: list[ListeningSocket]) -> None:
+        """
+        Start the template process, handing it the listening sockets.
+        """
+        argument = json.dumps({"config": config.toJSON(), "sockets": len(sockets), "generation": self.number})
+        childFDs: dict[int, int | str] = {0: "w", 1: 1, 2: "r", STATUS_FD: "r"}
+        for i, listening in enumerate(sockets):
+            childFDs[FIRST_LISTEN_FD + i] = listening.fileno()
+        environment = {k: v for k, v in os.environ.items() if k not in SOCKET_ENVIRONMENT and not k.startswith("EINHORN_FD_")}
+        reactor.spawnProcess(
+            self,
+            sys.executable,
+            [sys.executable, "-m", "prefork.template", argument],
+            env=environment,
+            path=os.getcwd(),
+            childFDs=childFDs,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self.transport.pid if self.transport is not None else None
+
+    def command(self, command: Command) -> None:
+        if self.transport is not None and self.transport.pid is not None:
+            self.transport.writeToChild(0, command.value.encode("ascii") + b"\n")
+
+    def spawn(self) -> None:
+        self.pendingSpawns += 1
+        self.command(Command.SPAWN)
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        """
+        Fork no more, and tell every worker to stop with C{signum}.
+        """
+        self.stopping = True
+        self.command(Command.STOP)
+        for pid in list(self.workers):
+            self.signal(pid, signum)
+
+    def signal(self, pid: int, signum: int) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """
+        Kill the template and every worker at once.
+        """
+        for pid in list(self.workers):
+            self.signal(pid, signal.SIGKILL)
+        if self.pid is not None:
+            self.signal(self.pid, signal.SIGKILL)
+
+    def active(self) -> int:
+        """
+        How many workers count toward the generation's size: those booting
+        or serving, and those asked for.
+        """
+        draining = sum(1 for w in self.workers.values() if w.state is WorkerState.DRAINING)
+        return len(self.workers) - draining + self.pendingSpawns
+
+    def serving(self) -> int:
+        return sum(1 for w in self.workers.values() if w.state is WorkerState.SERVING)
+
+    def record(self, pid: int) -> WorkerRecord:
+        """
+        The record of worker C{pid}, made on the first word from or about it
+        (a worker may report before its template reports its birth).
+        """
+        record = self.workers.get(pid)
+        if record is None:
+            record = self.workers[pid] = WorkerRecord(pid)
+            self.pendingSpawns = max(0, self.pendingSpawns - 1)
+        return record
+
+    # ProcessProtocol
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        *lines, self._buffers[childFD] = (self._buffers.get(childFD, b"") + data).split(b"\n")
+        for line in lines:
+            if childFD == STATUS_FD:
+                self._statusLine(line)
+            else:
+                self._log.info("{line}", line=line.decode("utf-8", "replace"))
+
+    def _statusLine(self, line: bytes) -> None:
+        try:
+            message = Message.decode(line)
+        except (ValueError, IndexError):
+            self._log.warn("Garbled status line from generation {number}: {line!r}", number=self.number, line=line)
+            return
+        self.master.workerEvent(self, message)
+
+    def processExited(self, reason: Failure) -> None:
+        self.master.templateExited(self, None if reason.check(ProcessDone) else reason.value)
+
+    def processEnded(self, reason: Failure) -> None:
+        # The template and every worker (which share its pipes) are gone.
+        for fd, rest in self._buffers.items():
+            if rest:
+                self.childDataReceived(fd, b"\n")
+        self.master.generationEnded(self)
+        self.ended.callback(None)

@@ -1,0 +1,331 @@
+"""
+The master: the twistd service that owns the listening sockets and
+supervises the generations of workers.
+
+Read it top to bottom as a supervisor loop: signals in, reports from the
+generations in, decisions, actions.  The master never accepts a connection
+and never imports the application; it keeps each generation at its size,
+replaces workers as they retire or die, and starts and retires generations.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from prefork.config import ServerConfig
+from prefork.generation import Generation, WorkerRecord, WorkerState
+from prefork.messages import EXIT_DONE, Event, Message
+from prefork.sockets import ListeningSocket
+
+#: A worker dying before any worker of its generation served is a boot
+#: failure; after this many in a row the generation is given up.
+MAX_BOOT_FAILURES = 5
+#: The longest pause between respawns of a crashing worker, in seconds.
+MAX_BACKOFF = 30.0
+#: How long a quick stop lets workers finish before they are killed.
+QUICK_STOP_GRACE = 2.0
+
+
+def backoff(failures: int) -> float:
+    """
+    How long to wait before replacing a worker after C{failures} crashes in
+    a row: nothing for the first, then 0.5 s doubling up to L{MAX_BACKOFF}.
+    """
+    if failures <= 1:
+        return 0.0
+    return min(MAX_BACKOFF, 0.5 * 2 ** (failures - 2))
+
+
+def describeExit(status: int) -> str:
+    if status < 0:
+        return "was lost with its template"
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+class Master(Service):
+    """
+    Supervises the generations of workers serving on C{sockets}.
+
+    @ivar workerCount: How many workers each generation keeps serving.
+    @ivar exitCode: The status twistd exits with; non-zero after a failure.
+    """
+
+    _log = Logger()
+
+    def __init__(self, config: ServerConfig, sockets: list[ListeningSocket], reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.config = config
+        self.sockets = sockets
+        self.workerCount = config.workers
+        self.generations: list[Generation] = []
+        self.stopping = False
+        self.quick = False
+        self.exitCode = 0
+        self._generationNumber = 0
+        self._respawns: dict[Generation, IDelayedCall] = {}
+        self._killTimer: IDelayedCall | None = None
+        self._failures: dict[Generation, int] = {}
+
+    # Starting and stopping.
+
+    def startService(self) -> None:
+        super().startService()
+        for listening in self.sockets:
+            self._log.info("Listening on {address}", address=listening.describe())
+        self.reactor.callWhenRunning(self._installSignalHandlers)
+        self.startGeneration()
+
+    def stopService(self) -> Deferred[Any]:
+        super().stopService()
+        self.stopping = True
+        for call in self._respawns.values():
+            call.cancel()
+        self._respawns.clear()
+        for listening in self.sockets:
+            listening.close()
+        signum = signal.SIGINT if self.quick else signal.SIGTERM
+        for generation in self.generations:
+            generation.stop(signum)
+        grace = QUICK_STOP_GRACE if self.quick else self.config.gracefulTimeout
+        self._killTimer = self.reactor.callLater(grace, self._killAll)
+        done = DeferredList([generation.ended for generation in self.generations])
+        done.addCallback(self._stopped)
+        return done
+
+    def _stopped(self, result: object) -> None:
+        if self._killTimer is not None and self._killTimer.active():
+            self._killTimer.cancel()
+        self._log.info("All workers have exited")
+        if self.exitCode:
+            _exitWith(self.exitCode)
+
+    def _killAll(self) -> None:
+        self._killTimer = None
+        self._log.warn("Workers still running after the stop timeout: killing them")
+        for generation in self.generations:
+            generation.kill()
+
+    def fail(self, reason: str) -> None:
+        """
+        Stop the server because it cannot serve, and exit non-zero.
+        """
+        self._log.critical("{reason}", reason=reason)
+        self.exitCode = 1
+        self.quick = True
+        if not self.stopping:
+            self.reactor.stop()
+
+    # Signals in.
+
+    def _installSignalHandlers(self) -> None:
+        # The reactor installed its own as it started; these replace them.
+        handlers = {
+            signal.SIGTERM: self.gracefulStop,
+            signal.SIGINT: self.quickStop,
+            signal.SIGQUIT: self.quickStop,
+            signal.SIGHUP: self.reload,
+            signal.SIGTTIN: self.addWorker,
+            signal.SIGTTOU: self.removeWorker,
+        }
+        for signum, handler in handlers.items():
+            signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
+
+    def gracefulStop(self) -> None:
+        if self.stopping:
+            self.quickStop()
+            return
+        self._log.info("Stopping gracefully")
+        self.reactor.stop()
+
+    def quickStop(self) -> None:
+        self._log.info("Stopping quickly")
+        self.quick = True
+        if not self.stopping:
+            self.reactor.stop()
+            return
+        for generation in self.generations:
+            generation.stop(signal.SIGINT)
+        if self._killTimer is not None and self._killTimer.getTime() > self.reactor.seconds() + QUICK_STOP_GRACE:
+            self._killTimer.reset(QUICK_STOP_GRACE)
+
+    def reload(self) -> None:
+        if self.stopping:
+            return
+        self._log.info("Reloading: starting a new generation")
+        self.startGeneration()
+
+    def addWorker(self) -> None:
+        self.workerCount += 1
+        self._log.info("Now {count} workers", count=self.workerCount)
+        self._reconcileAll()
+
+    def removeWorker(self) -> None:
+        if self.workerCount <= 1:
+            return
+        self.workerCount -= 1
+        self._log.info("Now {count} workers", count=self.workerCount)
+        for generation in self._running():
+            surplus = generation.active() - self.workerCount
+            candidates = [w for w in generation.workers.values() if w.state is not WorkerState.DRAINING]
+            for record in candidates[:max(0, surplus)]:
+                record.state = WorkerState.DRAINING
+                generation.signal(record.pid, signal.SIGTERM)
+
+    # Reports from the generations in.
+
+    def workerEvent(self, generation: Generation, message: Message) -> None:
+        if message.event is Event.FATAL and message.pid == generation.pid:
+            self._generationFailed(generation, message.args[0])
+            return
+        record = generation.record(message.pid)
+        if message.event is Event.READY:
+            record.state = WorkerState.SERVING
+            record.limit = int(message.args[0])
+            self._workerReady(generation, record)
+        elif message.event is Event.BEAT:
+            record.served = int(message.args[0])
+        elif message.event is Event.DRAINING:
+            record.state = WorkerState.DRAINING
+            record.served, record.reason = int(message.args[0]), message.args[1]
+            self._reconcile(generation)
+        elif message.event is Event.EXITED:
+            del generation.workers[message.pid]
+            self._workerExited(generation, record, int(message.args[0]))
+        elif message.event is Event.FATAL:
+            self._log.error("Worker {pid} cannot serve: {reason}", pid=message.pid, reason=message.args[0])
+            if not generation.everServed:
+                self._generationFailed(generation, message.args[0])
+
+    def templateExited(self, generation: Generation, error: BaseException | None) -> None:
+        if generation.stopping or self.stopping:
+            return
+        self._log.warn("The template of generation {number} exited unexpectedly: {error}", number=generation.number, error=error)
+        if not generation.everServed:
+            self._generationFailed(generation, f"the template process of generation {generation.number} exited at start-up ({error})")
+            return
+        # Its workers cannot be replaced any more: drain them and start afresh.
+        generation.stop()
+        self.startGeneration()
+
+    def generationEnded(self, generation: Generation) -> None:
+        self.generations.remove(generation)
+        call = self._respawns.pop(generation, None)
+        if call is not None:
+            call.cancel()
+        self._failures.pop(generation, None)
+        self._log.info("Generation {number} has ended", number=generation.number)
+
+    # Decisions.
+
+    def _workerReady(self, generation: Generation, record: WorkerRecord) -> None:
+        generation.everServed = True
+        if generation.serving() == self.workerCount and not generation.announced:
+            generation.announced = True
+            self._log.info(
+                "Generation {number} serving with {count} workers",
+                number=generation.number,
+                count=self.workerCount,
+            )
+            for older in self._running():
+                if older.number < generation.number:
+                    self._log.info("Draining generation {number}", number=older.number)
+                    older.stop()
+
+    def _workerExited(self, generation: Generation, record: WorkerRecord, status: int) -> None:
+        clean = status >= 0 and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_DONE
+        if clean:
+            self._failures[generation] = 0
+            self._log.info(
+                "Worker {pid} exited after {served} requests ({reason})",
+                pid=record.pid, served=record.served, reason=record.reason or "stopped",
+            )
+        elif not (generation.stopping or self.stopping):
+            failures = self._failures[generation] = self._failures.get(generation, 0) + 1
+            self._log.warn(
+                "Worker {pid} {how} after {served} requests",
+                pid=record.pid, how=describeExit(status), served=record.served,
+            )
+            if not generation.everServed and failures >= MAX_BOOT_FAILURES:
+                self._generationFailed(generation, f"workers of generation {generation.number} die at start-up ({describeExit(status)})")
+                return
+        self._reconcile(generation)
+
+    def _generationFailed(self, generation: Generation, reason: str) -> None:
+        if generation.stopping:
+            return
+        generation.stop()
+        others = [g for g in self._running() if g.everServed]
+        if not others:
+            self.fail(reason)
+            return
+        self._log.error(
+            "Generation {number} failed, generation {old} keeps serving: {reason}",
+            number=generation.number, old=others[-1].number, reason=reason,
+        )
+
+    # Actions.
+
+    def startGeneration(self) -> Generation:
+        self._generationNumber += 1
+        generation = Generation(self, self._generationNumber)
+        self.generations.append(generation)
+        generation.start(self.reactor, self.config, self.sockets)
+        self._reconcile(generation)
+        return generation
+
+    def _running(self) -> list[Generation]:
+        return [g for g in self.generations if not g.stopping]
+
+    def _reconcileAll(self) -> None:
+        for generation in self._running():
+            self._reconcile(generation)
+
+    def _reconcile(self, generation: Generation) -> None:
+        """
+        Ask for as many workers as the generation lacks, after the backoff
+        its recent crashes call for.
+        """
+        missing = self.workerCount - generation.active()
+        if self.stopping or generation.stopping or generation in self._respawns or missing <= 0:
+            return
+        delay = backoff(self._failures.get(generation, 0))
+        if delay:
+            self._log.info("Waiting {delay:.1f} s before replacing a crashed worker", delay=delay)
+            self._respawns[generation] = self.reactor.callLater(delay, self._respawnDue, generation)
+            return
+        for _ in range(missing):
+            generation.spawn()
+
+    def _respawnDue(self, generation: Generation) -> None:
+        # After a crash, one worker at a time until one exits cleanly.
+        del self._respawns[generation]
+        if not (self.stopping or generation.stopping) and generation.active() < self.workerCount:
+            generation.spawn()
+        self._reconcile(generation)
+
+
+def _exitWith(code: int) -> None:
+    """
+    Make the process exit with C{code} once twistd has cleaned up (its pid
+    file, its logs): twistd itself always exits 0 after its reactor stops.
+    """
+
+    def exit() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    atexit.register(exit)

@@ -1,0 +1,91 @@
+"""
+The pipes between the master, the templates and the workers.
+
+The master talks to a template over the template's standard input, one
+command a line.  Templates and workers talk back over one shared status pipe:
+each message is a single line written with a single C{write(2)} of less than
+C{PIPE_BUF} bytes, so that lines from concurrent writers never interleave.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import Enum
+
+#: The descriptor on which templates and workers find the status pipe.
+STATUS_FD = 3
+#: The descriptor of the first listening socket; the others follow in order.
+FIRST_LISTEN_FD = 4
+
+#: A worker's exit status when it ended as asked: retired, stopped, drained.
+EXIT_DONE = 0
+#: A worker's (or a template's) exit status when it could not start serving.
+EXIT_BOOT_FAILED = 3
+
+# POSIX promises atomic pipe writes up to PIPE_BUF, which is at least 512
+# bytes; Linux gives 4096.  Keep well inside it.
+_MAX_LINE = 3072
+
+
+class Event(Enum):
+    """
+    What a status line reports.
+    """
+
+    BORN = "born"  # template: forked worker PID
+    READY = "ready"  # worker: accepting, with its request limit
+    BEAT = "beat"  # worker: alive, with the requests it has served
+    DRAINING = "draining"  # worker: stopped accepting, with served and reason
+    EXITED = "exited"  # template: worker PID exited, with its wait status
+    FATAL = "fatal"  # template or worker: cannot serve, with one line why
+
+
+class Command(Enum):
+    """
+    What the master asks of a template.
+    """
+
+    SPAWN = "spawn"  # fork one more worker
+    STOP = "stop"  # fork no more; exit once every worker has gone
+
+
+@dataclass(frozen=True)
+class Message:
+    """
+    One line on the status pipe: an event about process C{pid}.
+    """
+
+    event: Event
+    pid: int
+    args: tuple[str, ...] = ()
+
+    def encode(self) -> bytes:
+        words = [self.event.value, str(self.pid), *self.args]
+        line = " ".join(words).replace("\n", " ").encode("utf-8", "replace")
+        return line[:_MAX_LINE] + b"\n"
+
+    @classmethod
+    def decode(cls, line: bytes) -> Message:
+        """
+        Parse one line (without its newline).  A L{FATAL} message keeps the
+        rest of its line as one argument.
+
+        @raise ValueError: The line is not a message.
+        """
+        text = line.decode("utf-8", "replace")
+        event, pid, *rest = text.split(" ", 2 if text.startswith("fatal ") else -1)
+        return cls(Event(event), int(pid), tuple(rest))
+
+
+def send(message: Message, fd: int = STATUS_FD) -> bool:
+    """
+    Write C{message} to the status pipe.
+
+    @return: C{False} if nobody reads the pipe any more: the master is gone.
+    """
+    try:
+        os.write(fd, message.encode())
+    except (BrokenPipeError, OSError):
+        return False
+    return True

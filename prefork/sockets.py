@@ -1,0 +1,93 @@
+"""
+The listening sockets the master opens (or inherits) and shares with every
+worker.
+
+A shared listening socket must only ever be closed, never shut down:
+C{shutdown(2)} acts on the socket itself, in every process that holds it,
+and Twisted's ports shut theirs down when they stop listening.  So the master
+uses Twisted's endpoints to open a socket, takes the socket, and from then on
+handles it itself.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
+
+
+class CannotListen(Exception):
+    """
+    A listening socket could not be opened; the message says which and why.
+    """
+
+
+@dataclass
+class ListeningSocket:
+    """
+    One listening socket held by the master.
+
+    @ivar socket: The socket, non-blocking.
+    @ivar unlinkPath: The path of a UNIX socket this server bound, removed
+        when the server stops; L{None} for others and inherited ones.
+    """
+
+    socket: socket.socket
+    unlinkPath: str | None = None
+
+    def fileno(self) -> int:
+        return self.socket.fileno()
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        return self.socket.family
+
+    def describe(self) -> str:
+        """
+        The address, as a URL for TCP and as C{unix:PATH} for UNIX sockets.
+        """
+        address: Any = self.socket.getsockname()
+        if self.family == socket.AF_UNIX:
+            name = address.decode("utf-8", "replace") if isinstance(address, bytes) else address
+            return f"unix:{name or '(unnamed)'}"
+        host, port = address[0], address[1]
+        return f"http://[{host}]:{port}/" if self.family == socket.AF_INET6 else f"http://{host}:{port}/"
+
+    def close(self) -> None:
+        """
+        Close the master's copy, leaving the workers' copies working, and
+        remove the UNIX socket's path so that new clients are refused.
+        """
+        self.socket.close()
+        if self.unlinkPath is not None:
+            try:
+                os.unlink(self.unlinkPath)
+            except FileNotFoundError:
+                pass
+
+
+def listen(endpoint: IStreamServerEndpoint, description: str) -> ListeningSocket:
+    """
+    Open a listening socket through a Twisted endpoint and take it over.
+
+    @raise CannotListen: It cannot be opened.
+    """
+    outcome: list[Any] = []
+    endpoint.listen(Factory()).addBoth(outcome.append)
+    if not outcome or isinstance(outcome[0], Failure):
+        reason = outcome[0].getErrorMessage() if outcome else "it did not open at once"
+        raise CannotListen(f"cannot listen on {description}: {reason}")
+    port = outcome[0]
+    # The port must not accept, and must never get to close (and so shut
+    # down) the socket: leave it to be collected.
+    port.stopReading()
+    skt: socket.socket = port.socket
+    path = skt.getsockname() if skt.family == socket.AF_UNIX else None
+    if isinstance(path, bytes):
+        path = path.decode()
+    return ListeningSocket(skt, unlinkPath=path if path and not path.startswith("\0") else None)

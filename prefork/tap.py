@@ -1,0 +1,149 @@
+"""
+The C{twistd prefork} command line: its options and the service it builds.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.python import usage
+
+from prefork.appload import parseAppSpec
+from prefork.config import DEMO_APP, ServerConfig
+from prefork.master import Master
+from prefork.sockets import CannotListen, listen
+
+DEFAULT_LISTEN = "tcp:8080"
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Serve a WSGI application from a pool of preforked worker processes. "
+        "Each worker serves at most --max-requests requests, then finishes "
+        "what it has, waits for its exit guard and is replaced at once."
+    )
+
+    optParameters = [
+        ["app", "a", DEMO_APP, "The WSGI application, as MODULE:NAME (NAME may be dotted)."],
+        ["port", "p", None, "Shorthand for --listen tcp:PORT."],
+        ["workers", "w", "10", "Number of worker processes."],
+        ["max-requests", None, "100", "Requests a worker serves before it is replaced (0 = never)."],
+        ["min-requests", None, None, "When given, each worker's limit is drawn between this and --max-requests."],
+        ["threads", None, "0", "WSGI threads per worker (0 = run the app in the worker's reactor thread)."],
+        ["graceful-timeout", None, "30", "Seconds a stopping worker may take to finish its requests and exit guards."],
+        ["access-log", None, None, "Write a combined-format access log to this file ('-' for standard output)."],
+    ]
+    optFlags = [
+        ["no-preload", None, "Import the app in each worker after the fork, instead of once in the template."],
+    ]
+    compData = usage.Completions(
+        optActions={"access-log": usage.CompleteFiles(), "pythonpath": usage.CompleteDirs()},
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["pythonpath"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """
+        Listen on this Twisted endpoint, e.g. tcp:8080:interface=127.0.0.1 or unix:/run/app.sock (repeatable) [default: tcp:8080]
+        """
+        self["listen"].append(description)
+
+    def opt_pythonpath(self, directory: str) -> None:
+        """
+        Put this directory in front of sys.path (repeatable; the current directory is always there).
+        """
+        self["pythonpath"].append(os.path.abspath(directory))
+
+    def opt_max_workers(self, value: str) -> None:
+        """
+        Alias for --workers (Twiggy::Prefork's name).
+        """
+        self["workers"] = value
+
+    def opt_max_reqs_per_child(self, value: str) -> None:
+        """
+        Alias for --max-requests (Twiggy::Prefork's name).
+        """
+        self["max-requests"] = value
+
+    def opt_min_reqs_per_child(self, value: str) -> None:
+        """
+        Alias for --min-requests (Twiggy::Prefork's name).
+        """
+        self["min-requests"] = value
+
+    def parseOptions(self, options: Any = None) -> None:
+        # twistd answers a usage error with its whole help text; one line
+        # that names the problem serves better.
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            raise SystemExit(f"twistd prefork: {e} (see twistd prefork --help)")
+
+    def postOptions(self) -> None:
+        try:
+            parseAppSpec(self["app"])
+        except ValueError as e:
+            raise usage.UsageError(f"--app {e}")
+        if self["port"] is not None:
+            self["listen"].append(f"tcp:{_number(self, 'port', 0)}")
+        if not self["listen"]:
+            self["listen"] = [DEFAULT_LISTEN]
+        from twisted.internet import reactor
+
+        self["endpoints"] = []
+        for description in self["listen"]:
+            try:
+                self["endpoints"].append(serverFromString(reactor, description))
+            except (ValueError, KeyError, TypeError) as e:
+                raise usage.UsageError(f"--listen {description!r} is not a server endpoint: {e}")
+        maxRequests = _number(self, "max-requests", 0)
+        minRequests = None if self["min-requests"] is None else _number(self, "min-requests", 1)
+        if minRequests is not None and (maxRequests == 0 or minRequests > maxRequests):
+            raise usage.UsageError("--min-requests must not be above --max-requests (nor given with --max-requests 0)")
+        self["config"] = ServerConfig(
+            app=self["app"],
+            workers=_number(self, "workers", 1),
+            maxRequests=maxRequests,
+            minRequests=minRequests,
+            threads=_number(self, "threads", 0),
+            gracefulTimeout=_number(self, "graceful-timeout", 0, float),
+            accessLog=None if self["access-log"] is None else (self["access-log"] if self["access-log"] == "-" else os.path.abspath(self["access-log"])),
+            preload=not self["no-preload"],
+            pythonPath=tuple([os.getcwd(), *self["pythonpath"]]),
+        )
+
+
+def _number(options: Options, name: str, minimum: int, kind: type = int) -> Any:
+    value = options[name]
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < minimum:
+        raise usage.UsageError(f"--{name} must be a number of at least {minimum}, not {value!r}")
+    return number
+
+
+def makeService(options: Options) -> IService:
+    """
+    The master, holding every listening socket, in a L{MultiService}.
+    """
+    # Workers run the app from the current directory, as twistd's -y does.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        sockets = [listen(endpoint, description) for endpoint, description in zip(options["endpoints"], options["listen"])]
+    except CannotListen as e:
+        raise SystemExit(f"twistd prefork: {e}")
+    top = MultiService()
+    Master(options["config"], sockets).setServiceParent(top)
+    return top

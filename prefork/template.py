@@ -1,0 +1,194 @@
+"""
+The template process ("zygote") of one generation.
+
+The master starts it with C{python -m prefork.template}.  It imports the
+application once (unless told not to), then forks a worker each time the
+master asks, reaps the workers and reports every birth and death on the
+status pipe.  It never runs a reactor or a thread, so that its forks are
+clean; a fork of it costs a few milliseconds where a fresh Python that
+imports twisted.web costs a hundred times that.
+
+Its standard input carries the master's commands (L{prefork.messages}); when
+it closes, the master is gone, and the template stops its workers and exits.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import traceback
+from typing import Any, NoReturn
+
+from prefork.appload import AppLoadError, WSGIApplication, loadApp
+from prefork.config import ServerConfig
+from prefork.messages import (
+    EXIT_BOOT_FAILED,
+    FIRST_LISTEN_FD,
+    Command,
+    Event,
+    Message,
+    send,
+)
+from prefork.worker import Listener, serve
+
+
+class Template:
+    """
+    Forks and reaps the workers of one generation.
+    """
+
+    def __init__(
+        self, config: ServerConfig, generation: int, application: WSGIApplication | None, listeners: list[Listener]
+    ) -> None:
+        self.config = config
+        self.generation = generation
+        self.application = application
+        self.listeners = listeners
+        self.workers: set[int] = set()
+        self.stopping = False
+        self._selector = selectors.DefaultSelector()
+        self._wakeRead, self._wakeWrite = os.pipe()
+
+    def run(self) -> NoReturn:
+        os.set_blocking(self._wakeRead, False)
+        os.set_blocking(self._wakeWrite, False)
+        signal.set_wakeup_fd(self._wakeWrite)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        self._selector.register(0, selectors.EVENT_READ)
+        self._selector.register(self._wakeRead, selectors.EVENT_READ)
+        pending = b""
+        while not (self.stopping and not self.workers):
+            for key, _ in self._selector.select():
+                if key.fd == 0:
+                    pending = self._readCommands(pending)
+                else:
+                    self._drainWakeups()
+            self._reap()
+        sys.exit(0)
+
+    def _readCommands(self, pending: bytes) -> bytes:
+        data = os.read(0, 4096)
+        if not data:
+            self._masterGone()
+            return b""
+        *lines, pending = (pending + data).split(b"\n")
+        for line in lines:
+            command = Command(line.decode("ascii").strip())
+            if command is Command.SPAWN and not self.stopping:
+                self._spawn()
+            elif command is Command.STOP:
+                self.stopping = True
+        return pending
+
+    def _masterGone(self) -> None:
+        self._selector.unregister(0)
+        self.stopping = True
+        for pid in self.workers:
+            os.kill(pid, signal.SIGTERM)
+
+    def _drainWakeups(self) -> None:
+        try:
+            while os.read(self._wakeRead, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _reap(self) -> None:
+        while self.workers:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            self.workers.discard(pid)
+            send(Message(Event.EXITED, pid, (str(status),)))
+
+    def _spawn(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            self._becomeWorker()
+        self.workers.add(pid)
+        send(Message(Event.BORN, pid))
+
+    def _becomeWorker(self) -> NoReturn:
+        status = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+                signal.signal(signum, signal.SIG_DFL)
+            self._selector.close()
+            os.close(self._wakeRead)
+            os.close(self._wakeWrite)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+            status = serve(self.config, self.generation, self.application, self.listeners)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+
+
+def _listeners(count: int) -> list[Listener]:
+    """
+    The listening sockets the master put at descriptors from
+    L{FIRST_LISTEN_FD}, with their address families.
+    """
+    found = []
+    for fd in range(FIRST_LISTEN_FD, FIRST_LISTEN_FD + count):
+        probe = socket.socket(fileno=os.dup(fd))
+        found.append((fd, probe.family))
+        probe.close()
+    return found
+
+
+def _preloadIsUnsafe() -> bool:
+    """
+    Whether importing the application left something a fork cannot share: a
+    reactor (one epoll instance for every worker) or threads.
+    """
+    return "twisted.internet.reactor" in sys.modules or threading.active_count() > 1
+
+
+def _preload(config: ServerConfig, arguments: dict[str, Any]) -> WSGIApplication:
+    pid = os.getpid()
+    try:
+        application = loadApp(config.app, config.pythonPath)
+    except AppLoadError as e:
+        if e.details:
+            sys.stderr.write(e.details)
+        send(Message(Event.FATAL, pid, (str(e),)))
+        sys.exit(EXIT_BOOT_FAILED)
+    if _preloadIsUnsafe():
+        sys.stderr.write(
+            f"Importing {config.app} installs a reactor or starts threads: "
+            "not preloading it; each worker imports it instead.\n"
+        )
+        sys.stderr.flush()
+        arguments = dict(arguments, config=config.withoutPreload().toJSON())
+        os.execv(sys.executable, [sys.executable, "-m", "prefork.template", json.dumps(arguments)])
+    # Objects the workers inherit would otherwise have their pages copied
+    # the first time a worker's garbage collector touches them.
+    gc.freeze()
+    return application
+
+
+def main(argv: list[str]) -> NoReturn:
+    arguments = json.loads(argv[1])
+    config = ServerConfig.fromJSON(arguments["config"])
+    # The master decides what a terminal's Ctrl-C or hang-up means.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    listeners = _listeners(arguments["sockets"])
+    application = _preload(config, arguments) if config.preload else None
+    Template(config, arguments["generation"], application, listeners).run()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,226 @@
+"""
+A worker: one process, forked by the template, that serves the application
+until it has served its limit of requests or is told to stop.
+
+Its life is starting, serving, draining, exited.  Draining stops accepting at
+once, closes idle keep-alive connections, answers every request already
+accepted (with C{Connection: close}), waits for the exit guard, and exits;
+never for longer than the graceful timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IListeningPort
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger, LogLevel, eventAsText, globalLogBeginner
+from twisted.python.threadpool import ThreadPool
+
+from prefork.appload import AppLoadError, WSGIApplication, loadApp
+from prefork.config import ServerConfig
+from prefork.exitguard import ExitGuard
+from prefork.messages import EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
+from prefork.site import WorkerSite
+from prefork.wsgi import WorkerWSGIResource
+
+#: A listening socket handed down by the master: its descriptor and family.
+Listener = tuple[int, socket.AddressFamily]
+
+#: How often a worker tells the master it is alive, in seconds.
+HEARTBEAT_INTERVAL = 1.0
+#: How long a quick stop lets requests in flight finish, in seconds.
+QUICK_STOP_TIMEOUT = 1.0
+
+_log = Logger()
+
+
+def drawLimit(config: ServerConfig) -> int:
+    """
+    This worker's request limit: C{maxRequests}, or a number drawn uniformly
+    from C{[minRequests, maxRequests]} when C{minRequests} is given.
+    """
+    if config.minRequests is None or config.maxRequests == 0:
+        return config.maxRequests
+    return random.randint(config.minRequests, config.maxRequests)
+
+
+class Worker:
+    """
+    The life of one worker process, in its own reactor.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        config: ServerConfig,
+        generation: int,
+        application: WSGIApplication,
+        listeners: Sequence[Listener],
+    ) -> None:
+        self.reactor = reactor
+        self.config = config
+        self.generation = generation
+        self.pid = os.getpid()
+        self.parentPid = os.getppid()
+        self.limit = drawLimit(config)
+        self.guard = ExitGuard(reactor)
+        self.threadpool = ThreadPool(config.threads, config.threads, "prefork-wsgi") if config.threads else None
+        about = {"pid": self.pid, "generation": generation, "limit": self.limit}
+        resource = WorkerWSGIResource(
+            reactor, self.threadpool, application, {"prefork.exit_guard": self.guard, "prefork.worker": about}
+        )
+        self.site = WorkerSite(resource, self.limit, lambda: self.drain("limit"), logPath=config.accessLog)
+        self._listeners = listeners
+        self._ports: list[IListeningPort] = []
+        self._heartbeat = LoopingCall(self._beat)
+        self._deadline: IDelayedCall | None = None
+        self.draining = False
+
+    def start(self) -> None:
+        """
+        Adopt the listening sockets and start serving once the reactor runs.
+        """
+        for fd, family in self._listeners:
+            self._ports.append(self.reactor.adoptStreamPort(fd, family, self.site))
+            # The port works on a copy; keeping the original would keep the
+            # socket open (and connectable) after this worker stops accepting.
+            os.close(fd)
+        if self.threadpool is not None:
+            self.threadpool.start()
+        self.reactor.addSystemEventTrigger("before", "shutdown", self._stopAccepting)
+        self.reactor.callWhenRunning(self._running)
+
+    def _running(self) -> None:
+        # The reactor installed its own handlers as it started; ours replace
+        # them, so that TERM drains instead of dropping connections.
+        for signum, handler in [
+            (signal.SIGTERM, lambda: self.drain("stop")),
+            (signal.SIGINT, lambda: self.drain("quick", QUICK_STOP_TIMEOUT)),
+            (signal.SIGQUIT, lambda: self.drain("quick", QUICK_STOP_TIMEOUT)),
+        ]:
+            signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
+        send(Message(Event.READY, self.pid, (str(self.limit),)))
+        self._heartbeat.start(HEARTBEAT_INTERVAL, now=False)
+
+    def _beat(self) -> None:
+        alive = send(Message(Event.BEAT, self.pid, (str(self.site.served),)))
+        if not alive or os.getppid() != self.parentPid:
+            self.drain("orphaned", QUICK_STOP_TIMEOUT)
+
+    def drain(self, reason: str, timeout: float | None = None) -> None:
+        """
+        Stop accepting, finish what was accepted and the exit guard, exit.
+
+        @param timeout: The longest to wait, in seconds; the graceful timeout
+            when L{None}.  A later, shorter timeout shortens the wait.
+        """
+        timeout = self.config.gracefulTimeout if timeout is None else timeout
+        if self.draining:
+            if self._deadline is not None and self._deadline.getTime() > self.reactor.seconds() + timeout:
+                self._deadline.reset(timeout)
+            return
+        self.draining = True
+        self.site.closing = True
+        self._stopAccepting()
+        send(Message(Event.DRAINING, self.pid, (str(self.site.served), reason)))
+        self.site.closeIdleConnections()
+        self._deadline = self.reactor.callLater(timeout, self._giveUp)
+        finished: Deferred[None] = self.site.whenEmpty()
+        finished.addCallback(lambda _: self.guard.wait())
+        finished.addCallback(lambda _: self._stop())
+
+    def _stopAccepting(self) -> None:
+        # Not stopListening(): for a UNIX socket that would unlink the path,
+        # which belongs to the master.
+        for port in self._ports:
+            port.stopReading()
+            port.socket.close()
+        self._ports = []
+
+    def _giveUp(self) -> None:
+        self._deadline = None
+        _log.warn(
+            "Drain timed out with {connections} connections open and {guards} exit guards pending",
+            connections=len(self.site.channels),
+            guards=self.guard.pending,
+        )
+        self.site.abortConnections()
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+        if self.reactor.running:
+            self.reactor.stop()
+
+    def stopThreads(self) -> None:
+        if self.threadpool is not None:
+            self.threadpool.stop()
+
+
+def _isTwistedRoutine(event: dict[str, Any]) -> bool:
+    namespace = event.get("log_namespace", "")
+    return namespace.startswith("twisted.") or namespace == "log_legacy"
+
+
+def _logToStderr(pid: int) -> None:
+    """
+    Send this process's log events to its standard error, which the master
+    reads and logs, one C{write} per event so workers' lines do not mix.
+    """
+
+    def observer(event: dict[str, Any]) -> None:
+        # Twisted's own chatter (ports opening, the loop ending) repeats with
+        # every recycled worker; keep its warnings and the application's log.
+        if event.get("log_level", LogLevel.info) < LogLevel.warn and _isTwistedRoutine(event):
+            return
+        text = eventAsText(event, includeTimestamp=False, includeSystem=False)
+        lines = "".join(f"[worker {pid}] {line}\n" for line in text.splitlines())
+        try:
+            os.write(2, lines.encode("utf-8", "replace"))
+        except OSError:
+            pass
+
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def serve(
+    config: ServerConfig, generation: int, application: WSGIApplication | None, listeners: Sequence[Listener]
+) -> int:
+    """
+    Be a worker: install a reactor, serve until done, and return the exit
+    status.  Called in the child right after the template forks it.
+
+    @param application: The preloaded application, or L{None} to import it.
+    """
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from twisted.internet import reactor
+
+    pid = os.getpid()
+    _logToStderr(pid)
+    if application is None:
+        try:
+            application = loadApp(config.app, config.pythonPath)
+        except AppLoadError as e:
+            if e.details:
+                sys.stderr.write(e.details)
+            send(Message(Event.FATAL, pid, (str(e),)))
+            return EXIT_BOOT_FAILED
+    worker = Worker(reactor, config, generation, application, listeners)
+    worker.start()
+    reactor.run()
+    worker.stopThreads()
+    return EXIT_DONE
