@@ -205,8 +205,9 @@ class Master(Service):
             del generation.workers[message.pid]
             self._workerExited(generation, record, int(message.args[0]))
         elif message.event is Event.FATAL:
-            self._log.error("Worker {pid} cannot serve: {reason}", pid=message.pid, reason=message.args[0])
-            if not generation.everServed:
+            if generation.everServed:
+                self._log.error("Worker {pid} cannot serve: {reason}", pid=message.pid, reason=message.args[0])
+            else:
                 self._generationFailed(generation, message.args[0])
 
     def templateExited(self, generation: Generation, error: BaseException | None) -> None:

@@ -78,7 +78,9 @@ def listen(endpoint: IStreamServerEndpoint, description: str) -> ListeningSocket
     @raise CannotListen: It cannot be opened.
     """
     outcome: list[Any] = []
-    endpoint.listen(Factory()).addBoth(outcome.append)
+    factory = Factory()
+    factory.noisy = False
+    endpoint.listen(factory).addBoth(outcome.append)
     if not outcome or isinstance(outcome[0], Failure):
         reason = outcome[0].getErrorMessage() if outcome else "it did not open at once"
         raise CannotListen(f"cannot listen on {description}: {reason}")
