@@ -14,7 +14,7 @@ import atexit
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
@@ -53,6 +53,27 @@ def describeExit(status: int) -> str:
     return f"exited with status {os.WEXITSTATUS(status)}"
 
 
+class LifecycleObserver(Protocol):
+    """
+    Told of the server's lifecycle as a whole, e.g. to tell a supervisor.
+    """
+
+    def serving(self, generation: Generation) -> None:
+        """
+        All the workers of C{generation} accept connections.
+        """
+
+    def reloading(self) -> None:
+        """
+        A new generation is starting beside the serving one.
+        """
+
+    def stopping(self) -> None:
+        """
+        The server has begun to stop.
+        """
+
+
 class Master(Service):
     """
     Supervises the generations of workers serving on C{sockets}.
@@ -78,6 +99,7 @@ class Master(Service):
         self._respawns: dict[Generation, IDelayedCall] = {}
         self._killTimer: IDelayedCall | None = None
         self._failures: dict[Generation, int] = {}
+        self.observers: list[LifecycleObserver] = []
 
     # Starting and stopping.
 
@@ -91,6 +113,8 @@ class Master(Service):
     def stopService(self) -> Deferred[Any]:
         super().stopService()
         self.stopping = True
+        for observer in self.observers:
+            observer.stopping()
         for call in self._respawns.values():
             call.cancel()
         self._respawns.clear()
@@ -165,6 +189,8 @@ class Master(Service):
         if self.stopping:
             return
         self._log.info("Reloading: starting a new generation")
+        for observer in self.observers:
+            observer.reloading()
         self.startGeneration()
 
     def addWorker(self) -> None:
@@ -244,6 +270,8 @@ class Master(Service):
                 if older.number < generation.number:
                     self._log.info("Draining generation {number}", number=older.number)
                     older.stop()
+            for observer in self.observers:
+                observer.serving(generation)
 
     def _workerExited(self, generation: Generation, record: WorkerRecord, status: int) -> None:
         clean = status >= 0 and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_DONE
