@@ -24,6 +24,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel, eventAsText, globalLogBeginner
 from twisted.python.threadpool import ThreadPool
 
+from prefork.accept import adoptFairPort
 from prefork.appload import AppLoadError, WSGIApplication, loadApp
 from prefork.config import ServerConfig
 from prefork.exitguard import ExitGuard
@@ -89,7 +90,7 @@ class Worker:
         Adopt the listening sockets and start serving once the reactor runs.
         """
         for fd, family in self._listeners:
-            self._ports.append(self.reactor.adoptStreamPort(fd, family, self.site))
+            self._ports.append(adoptFairPort(self.reactor, fd, family, self.site))
             # The port works on a copy; keeping the original would keep the
             # socket open (and connectable) after this worker stops accepting.
             os.close(fd)

@@ -38,6 +38,16 @@ def application(environ, start_response):
     if path == "/stream":
         start_response("200 OK", headers)
         return (b"chunk %d\n" % i for i in range(int(query.get("n", 5))))
+    if path == "/big":
+        # A large body made one MiB at a time, as a client takes it.
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return (b"x" * 1048576 for _ in range(int(query["mb"])))
+    if path == "/count":
+        stream, received = environ["wsgi.input"], 0
+        while chunk := stream.read(65536):
+            received += len(chunk)
+        start_response("200 OK", headers)
+        return [str(received).encode()]
     if path == "/environ":
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps({k: v for k, v in environ.items() if isinstance(v, (str, bool, int))}).encode()]

@@ -1,0 +1,70 @@
+"""
+Fair accept: listening ports that take only a few connections per wake-up.
+
+Every worker polls the same listening socket.  Twisted's ports accept up to
+100 connections each time the socket is readable, and 20 more after every
+full batch, so the first worker to wake can take a whole burst while the
+others idle; since a worker runs one request at a time, that burst then waits
+behind it, a long p99 tail.  The ports made here accept at most
+L{ACCEPTS_PER_WAKEUP} connections per wake-up and leave the rest in the
+kernel's queue for whichever worker polls next.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from twisted.internet import error, tcp, unix
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory
+
+#: How many connections a worker accepts each time its listening socket is
+#: readable.  One gives the fairest spread; the cost, one more turn of the
+#: event loop per connection, does not show in bench/ (see README.rst).
+ACCEPTS_PER_WAKEUP = 1
+
+
+class _FewAccepts:
+    """
+    Fixes a Twisted port's C{numberAccepts}, which its C{doRead} otherwise
+    resets to 100 and grows after every full batch.
+    """
+
+    acceptsPerWakeup = ACCEPTS_PER_WAKEUP
+
+    @property
+    def numberAccepts(self) -> int:
+        return self.acceptsPerWakeup
+
+    @numberAccepts.setter
+    def numberAccepts(self, value: int) -> None:
+        pass
+
+
+class FairTCPPort(_FewAccepts, tcp.Port):
+    """
+    A TCP port that accepts few connections per wake-up.
+    """
+
+
+class FairUNIXPort(_FewAccepts, unix.Port):
+    """
+    A UNIX socket port that accepts few connections per wake-up.
+    """
+
+
+def adoptFairPort(reactor: Any, fd: int, family: socket.AddressFamily, factory: Factory) -> IListeningPort:
+    """
+    Like C{reactor.adoptStreamPort}: listen with C{factory} on a copy of the
+    listening socket C{fd}, accepting few connections per wake-up.
+    """
+    port: tcp.Port
+    if family == socket.AF_UNIX:
+        port = FairUNIXPort._fromListeningDescriptor(reactor, fd, factory)
+    elif family in (socket.AF_INET, socket.AF_INET6):
+        port = FairTCPPort._fromListeningDescriptor(reactor, fd, family, factory)
+    else:
+        raise error.UnsupportedAddressFamily(family)
+    port.startListening()
+    return port
