@@ -166,7 +166,7 @@ def gunicorn(*extra: str) -> Callable[[Path, str, int, int], list[str]]:
 def uwsgi(venv: Path, app: str, port: int, workers: int) -> list[str]:
     return [str(venv / "bin" / "uwsgi"), "--http11-socket", f"127.0.0.1:{port}", "--master",
             "--processes", str(workers), "--module", f"benchapp:{app}", "--disable-logging",
-            "--die-on-term", "--need-app", "--http-keepalive", "1"]
+            "--die-on-term", "--need-app"]
 
 
 def starman(*extra: str) -> Callable[[Path, str, int, int], list[str]]:

@@ -20,6 +20,7 @@ It runs the application in one of two ways:
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Optional
@@ -56,6 +57,53 @@ def _addressParts(address: Any) -> tuple[str, str]:
     return host, str(address.port)
 
 
+#: Header names already turned into environ keys.  Clients choose the names,
+#: so the cache is bounded; past the bound, names are converted every time.
+_environKeys: dict[bytes, str] = {}
+_MAX_ENVIRON_KEYS = 256
+
+
+def _environKey(name: bytes) -> str:
+    """
+    The environ key of request header C{name}: C{HTTP_} and the name in upper
+    case with C{_} for C{-}, except C{CONTENT_TYPE} and C{CONTENT_LENGTH}.
+    """
+    key = _environKeys.get(name)
+    if key is None:
+        key = _native(name).upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        if len(_environKeys) < _MAX_ENVIRON_KEYS:
+            _environKeys[name] = key
+    return key
+
+
+def _connectionEnviron(request: Request) -> dict[str, str]:
+    """
+    The environ keys that depend only on the connection, worked out once per
+    connection: a keep-alive connection carries many requests, and
+    C{isSecure} adapts the transport to an interface on every call.
+    """
+    channel = request.channel
+    cached: dict[str, str] | None = getattr(channel, "_preforkEnviron", None)
+    if cached is not None:
+        return cached
+    remoteHost, remotePort = _addressParts(request.getClientAddress())
+    localHost, localPort = _addressParts(request.getHost())
+    secure = request.isSecure()
+    if localPort == "0":
+        # A UNIX socket has no port: say what the client would have used.
+        localPort = "443" if secure else "80"
+    cached = channel._preforkEnviron = {
+        "SERVER_NAME": localHost,
+        "SERVER_PORT": localPort,
+        "REMOTE_ADDR": remoteHost,
+        "REMOTE_PORT": remotePort,
+        "wsgi.url_scheme": "https" if secure else "http",
+    }
+    return cached
+
+
 def buildEnviron(request: Request, extra: dict[str, Any]) -> dict[str, Any]:
     """
     The WSGI environ of C{request}.
@@ -63,40 +111,27 @@ def buildEnviron(request: Request, extra: dict[str, Any]) -> dict[str, Any]:
     @param extra: Keys added to every environ (the exit guard, say).
     """
     path, _, query = request.uri.partition(b"?")
-    remoteHost, remotePort = _addressParts(request.getClientAddress())
-    localHost, localPort = _addressParts(request.getHost())
-    if request.getHeader(b"host"):
-        serverName = _native(request.getRequestHostname())
-    else:
-        serverName = localHost
-    if localPort == "0":
-        # A UNIX socket has no port: say what the client would have used.
-        localPort = "443" if request.isSecure() else "80"
     environ: dict[str, Any] = {
         "REQUEST_METHOD": _native(request.method),
         "SCRIPT_NAME": "",
-        "PATH_INFO": _native(unquote_to_bytes(path)),
+        # Most paths have nothing to unquote.
+        "PATH_INFO": _native(unquote_to_bytes(path) if b"%" in path else path),
         "QUERY_STRING": _native(query),
-        "SERVER_NAME": serverName,
-        "SERVER_PORT": localPort,
         "SERVER_PROTOCOL": _native(request.clientproto),
-        "REMOTE_ADDR": remoteHost,
-        "REMOTE_PORT": remotePort,
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "https" if request.isSecure() else "http",
         "wsgi.input": request.content,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": False,
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
     }
+    environ.update(_connectionEnviron(request))
+    if request.getHeader(b"host"):
+        environ["SERVER_NAME"] = _native(request.getRequestHostname())
     for name, values in request.requestHeaders.getAllRawHeaders():
-        key = _native(name).upper().replace("-", "_")
-        value = ",".join(_native(v) for v in values)
-        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            environ[key] = value
-        else:
-            environ["HTTP_" + key] = value
+        # Most headers come once: no join needed.
+        value = _native(values[0]) if len(values) == 1 else ",".join(_native(v) for v in values)
+        environ[_environKey(name)] = value
     environ.update(extra)
     return environ
 
@@ -136,9 +171,13 @@ class _Exchange:
         if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit():
             raise ValueError(f"WSGI status must be a str like '200 OK', not {status!r}")
         for header in headers:
-            if not (isinstance(header, tuple) and len(header) == 2 and all(isinstance(x, str) for x in header)):
+            # Plain tests and no generator per header: this runs for every
+            # header of every response.
+            if not (isinstance(header, tuple) and len(header) == 2
+                    and isinstance(header[0], str) and isinstance(header[1], str)):
                 raise TypeError(f"WSGI header must be a (str, str) tuple, not {header!r}")
-            if any(c in header[0] + header[1] for c in "\r\n\0") or ":" in header[0]:
+            text = header[0] + header[1]
+            if "\n" in text or "\r" in text or "\0" in text or ":" in header[0]:
                 raise ValueError(f"invalid WSGI header {header!r}")
         self.status = status
         self.headers = headers
@@ -305,11 +344,19 @@ class _InReactorExchange(_Exchange):
 class _ThreadedExchange(_Exchange):
     """
     Runs the application in a thread pool.
+
+    A body returned whole makes one hop back to the reactor thread.  A
+    streamed body is a push producer: while the connection's buffer is full
+    the application's thread waits, so a slow client slows the application
+    instead of filling the worker's memory.
     """
 
     def __init__(self, request: Request, environ: dict[str, Any], reactor: IReactorThreads) -> None:
         super().__init__(request, environ)
         self.reactor = reactor
+        self._writable = threading.Event()
+        self._writable.set()
+        self._producing = False
 
     def run(self, application: WSGIApplication) -> None:
         iterable: Iterable[bytes] = ()
@@ -337,9 +384,46 @@ class _ThreadedExchange(_Exchange):
         self.reactor.callFromThread(self.sendEnd)
 
     def writeChunk(self, data: bytes) -> None:
-        # Waiting for the reactor thread keeps the application from running
-        # far ahead of what has been handed to the connection.
-        blockingCallFromThread(self.reactor, self.sendChunk, data)
+        # Waiting for the reactor thread, and then for the connection to
+        # take more, keeps the application from running ahead of the client.
+        blockingCallFromThread(self.reactor, self._sendPaced, data)
+        self._writable.wait()
+
+    def _lost(self, reason: Failure) -> None:
+        super()._lost(reason)
+        self._writable.set()
+
+    def _sendPaced(self, data: bytes) -> None:
+        if not self._producing and not self.disconnected:
+            self._producing = True
+            self.request.registerProducer(self, True)
+        self.sendChunk(data)
+
+    def _unregister(self) -> None:
+        if self._producing:
+            self._producing = False
+            if not self.disconnected:
+                self.request.unregisterProducer()
+
+    def sendEnd(self) -> None:
+        self._unregister()
+        super().sendEnd()
+
+    def fail(self, failure: Failure) -> None:
+        self._unregister()
+        super().fail(failure)
+
+    # IPushProducer, called by the connection in the reactor thread.
+
+    def pauseProducing(self) -> None:
+        self._writable.clear()
+
+    def resumeProducing(self) -> None:
+        self._writable.set()
+
+    def stopProducing(self) -> None:
+        self.disconnected = True
+        self._writable.set()
 
 
 class WorkerWSGIResource(WSGIResource):
