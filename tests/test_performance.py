@@ -126,3 +126,24 @@ def test_large_upload_does_not_fill_memory(serve, threads: str) -> None:
     assert (response.status, response.read()) == (200, str(100 * MIB).encode())
     connection.close()
     assert peakMemory(worker) - before < GROWTH_ALLOWED
+
+
+def test_retiring_worker_answers_idle_keep_alive_connections(serve) -> None:
+    """
+    When a worker reaches its limit, a keep-alive connection that was idle
+    at that moment still gets its next request answered (with
+    C{Connection: close}) instead of being closed under the client.
+    """
+    server = serve("--app", "testapp:application", "--workers", "1", "--max-requests", "2")
+    idle = server.connection()
+    idle.request("GET", "/")
+    first = idle.getresponse()
+    assert (first.status, first.getheader("connection")) == (200, None)
+    worker = int(first.read())
+    # The worker's last request, on another connection, makes it retire.
+    status, headers, body = server.get("/")
+    assert (status, headers["connection"], int(body)) == (200, "close", worker)
+    idle.request("GET", "/")
+    last = idle.getresponse()
+    assert (last.status, last.getheader("connection"), int(last.read())) == (200, "close", worker)
+    idle.close()
