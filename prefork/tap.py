@@ -34,7 +34,7 @@ class Options(usage.Options):
         ["workers", "w", "10", "Number of worker processes."],
         ["max-requests", None, "100", "Requests a worker serves before it is replaced (0 = never)."],
         ["min-requests", None, None, "When given, each worker's limit is drawn between this and --max-requests."],
-        ["threads", None, "0", "WSGI threads per worker (0 = run the app in the worker's reactor thread)."],
+        ["threads", None, str(ServerConfig.threads), "WSGI threads per worker (0 = run the app in the worker's reactor thread)."],
         ["graceful-timeout", None, "30", "Seconds a stopping worker may take to finish its requests and exit guards."],
         ["access-log", None, None, "Write a combined-format access log to this file ('-' for standard output)."],
     ]

@@ -65,7 +65,8 @@ def test_burst_of_connections_is_shared_between_workers(serve) -> None:
     by that worker: it accepts one and leaves the rest for the others.
     (Twisted's ports accept up to 100 per wake-up.)
     """
-    server = serve(*APP, "--workers", "2")
+    # In the reactor thread, a request holds up its worker's accepting.
+    server = serve(*APP, "--workers", "2", "--threads", "0")
     first, second = workerPids(server)
     for pid in (first, second):
         os.kill(pid, signal.SIGSTOP)
