@@ -290,6 +290,9 @@ class Load:
     errors: int = 0
     #: CPU used by other processes on the machine meanwhile, in cores.
     others: float = 0.0
+    #: Requests served per second of the server's own CPU time: steadier
+    #: than requests/s when other work shares the machine.
+    perCpu: float = 0.0
     pids: dict[str, int] = field(default_factory=dict)
 
 
@@ -312,8 +315,12 @@ def wrk(running: Running, app: str, close: bool, duration: float, connections: i
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     elapsed = time.monotonic() - began
     serverPids = tree(running.process.pid)
-    others = (machineBusySeconds() - busy) - (cpuSeconds(serverPids) - serverCpu) - (_childCpu() - wrkCpu)
+    serverCpu = cpuSeconds(serverPids) - serverCpu
+    others = (machineBusySeconds() - busy) - serverCpu - (_childCpu() - wrkCpu)
     load = Load(others=max(0.0, others / elapsed))
+    total = re.search(r"(\d+) requests in", output)
+    if total and serverCpu > 0:
+        load.perCpu = int(total.group(1)) / serverCpu
     load.requests = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     load.p50 = milliseconds(re.search(r"\s50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
     load.p99 = milliseconds(re.search(r"\s99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
@@ -479,9 +486,9 @@ def machine() -> str:
 def table(rows: list[Row]) -> list[str]:
     baseline = {(r.app, r.close, r.server): r.load.requests for r in rows}
     lines = [
-        "| server | app | connection | req/s | x sync | x gthread | p50 ms | p99 ms | errors "
+        "| server | app | connection | req/s | x sync | x gthread | req per CPU-s | p50 ms | p99 ms | errors "
         "| master RSS MiB | worker USS MiB | worker RSS MiB | startup ms | others' CPU (cores) |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         ratios = []
@@ -490,7 +497,7 @@ def table(rows: list[Row]) -> list[str]:
             ratios.append(f"{r.load.requests / base:.2f}" if base else "")
         lines.append(
             f"| {r.server} | {r.app} | {'close' if r.close else 'keep-alive'} | {r.load.requests:,.0f} "
-            f"| {ratios[0]} | {ratios[1]} | {r.load.p50:.2f} | {r.load.p99:.2f} | {r.load.errors} "
+            f"| {ratios[0]} | {ratios[1]} | {r.load.perCpu:,.0f} | {r.load.p50:.2f} | {r.load.p99:.2f} | {r.load.errors} "
             f"| {r.memory[0]:.1f} | {r.memory[1]:.1f} | {r.memory[2]:.1f} | {r.startup * 1000:.0f} | {r.load.others:.2f} |"
         )
     return lines
