@@ -209,6 +209,7 @@ class Master(Service):
 
     def removeWorker(self) -> None:
         if self.workerCount <= 1:
+            self._log.info("Keeping the last worker")
             return
         self.workerCount -= 1
         self._log.info("Now {count} workers", count=self.workerCount)
