@@ -228,3 +228,12 @@ def _ignoreErrors(function, *args) -> None:
         function(*args)
     except Exception:
         pass
+
+
+def test_workers_exit_when_the_master_dies(serve) -> None:
+    server = serve(*APP, "--workers", "2")
+    children = descendants(server.pid)
+    assert len(children) == 4  # the template, two workers, a spare
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait()
+    waitUntil(lambda: not any(alive(pid) for pid in children), what="the orphans to exit")
