@@ -38,7 +38,9 @@ class Options(usage.Options):
         ["max-requests", None, "100", "Requests a worker serves before it is replaced (0 = never)."],
         ["min-requests", None, None, "When given, each worker's limit is drawn between this and --max-requests."],
         ["threads", None, "0", "WSGI threads per worker (0 = run the app in the worker's reactor thread)."],
+        ["spare-workers", None, "1", "Workers kept booted but idle, to replace a retiring or dead worker at once."],
         ["graceful-timeout", None, "30", "Seconds a stopping worker may take to finish its requests and exit guards."],
+        ["timeout", "t", "30", "Kill a worker whose event loop has been stuck this many seconds (0 = never)."],
         ["access-log", None, None, "Write a combined-format access log to this file ('-' for standard output)."],
     ]
     optFlags = [
@@ -123,7 +125,9 @@ class Options(usage.Options):
             maxRequests=maxRequests,
             minRequests=minRequests,
             threads=_number(self, "threads", 0),
+            spareWorkers=_number(self, "spare-workers", 0),
             gracefulTimeout=_number(self, "graceful-timeout", 0, float),
+            timeout=_number(self, "timeout", 0, float),
             accessLog=None if self["access-log"] is None else (self["access-log"] if self["access-log"] == "-" else os.path.abspath(self["access-log"])),
             preload=not self["no-preload"],
             pythonPath=tuple([os.getcwd(), *self["pythonpath"]]),

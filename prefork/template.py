@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 from prefork.appload import AppLoadError, WSGIApplication, loadApp
 from prefork.config import ServerConfig
 from prefork.messages import (
+    ACTIVATE_SIGNAL,
     EXIT_BOOT_FAILED,
     FIRST_LISTEN_FD,
     Command,
@@ -80,15 +81,27 @@ class Template:
         *lines, pending = (pending + data).split(b"\n")
         for line in lines:
             command = Command(line.decode("ascii").strip())
-            if command is Command.SPAWN and not self.stopping:
-                self._spawn()
+            if command in (Command.SPAWN, Command.SPAWN_SPARE) and not self.stopping:
+                self._spawn(spare=command is Command.SPAWN_SPARE)
             elif command is Command.STOP:
-                self.stopping = True
+                self._stop()
         return pending
+
+    def _stop(self) -> None:
+        self.stopping = True
+        # While any process holds a listening socket, the kernel completes
+        # connections on it that nobody will accept; after a stop they must
+        # be refused instead.
+        for fd, _ in self.listeners:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.listeners = []
 
     def _masterGone(self) -> None:
         self._selector.unregister(0)
-        self.stopping = True
+        self._stop()
         for pid in self.workers:
             os.kill(pid, signal.SIGTERM)
 
@@ -107,14 +120,14 @@ class Template:
             self.workers.discard(pid)
             send(Message(Event.EXITED, pid, (str(status),)))
 
-    def _spawn(self) -> None:
+    def _spawn(self, spare: bool) -> None:
         pid = os.fork()
         if pid == 0:
-            self._becomeWorker()
+            self._becomeWorker(spare)
         self.workers.add(pid)
-        send(Message(Event.BORN, pid))
+        send(Message(Event.BORN, pid, ("spare",) if spare else ()))
 
-    def _becomeWorker(self) -> NoReturn:
+    def _becomeWorker(self, spare: bool) -> NoReturn:
         status = 1
         try:
             signal.set_wakeup_fd(-1)
@@ -126,7 +139,7 @@ class Template:
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.close(devnull)
-            status = serve(self.config, self.generation, self.application, self.listeners)
+            status = serve(self.config, self.generation, self.application, self.listeners, spare)
         except BaseException:
             traceback.print_exc()
         finally:
@@ -185,6 +198,8 @@ def main(argv: list[str]) -> NoReturn:
     # The master decides what a terminal's Ctrl-C or hang-up means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Until a worker is ready to be woken, waking it must not kill it.
+    signal.signal(ACTIVATE_SIGNAL, signal.SIG_IGN)
     listeners = _listeners(arguments["sockets"])
     application = _preload(config, arguments) if config.preload else None
     Template(config, arguments["generation"], application, listeners).run()
