@@ -59,3 +59,32 @@ def test_usr2_drains(servers: list[Server], listening: socket.socket, tmp_path: 
     slow.join()
     assert answers and answers[0]["version"] == "1"
     assert server.wait() == 0
+
+
+def test_order_of_protocols(servers: list[Server], listening: socket.socket) -> None:
+    """
+    Server::Starter's sockets come before einhorn's, and --listen before
+    either.
+    """
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    try:
+        port = listening.getsockname()[1]
+        env = dict(
+            os.environ,
+            SERVER_STARTER_PORT=f"127.0.0.1:{port}={listening.fileno()}",
+            EINHORN_FD_COUNT="1",
+            EINHORN_FD_0=str(other.fileno()),
+        )
+        fds = (listening.fileno(), other.fileno())
+        starter = Server(*SUPERAPP, listen=None, env=env, passFds=fds)
+        explicit = Server(*SUPERAPP, env=env, passFds=fds)
+        servers += [starter, explicit]
+        starter.start().serving()
+        explicit.start().serving()
+        assert starter.port == port and "from einhorn" not in starter.output
+        assert explicit.port not in (port, other.getsockname()[1]) and "(from " not in explicit.output
+        assert getJSON(port)["leaked"] == {}
+    finally:
+        other.close()

@@ -6,6 +6,7 @@ sd_notify sequence told to a real datagram socket bound as C{NOTIFY_SOCKET}.
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -207,3 +208,87 @@ def test_notify_main_pid_when_daemonized(notify: NotifySocket, tmp_path: Path) -
         os.kill(daemon, signal.SIGTERM)
         for pid in [daemon, *seen]:
             waitUntil(lambda: not alive(pid), what=f"process {pid} to exit")
+
+
+CONTRIB = Path(__file__).parent.parent / "contrib" / "systemd"
+
+
+def unitSettings(path: Path) -> dict[str, list[str]]:
+    """
+    Every C{Key=value} of a unit file, a key's values in order.
+    """
+    settings: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def localUnit(path: Path, directory: Path) -> Path:
+    """
+    A copy of the unit at C{path} in C{directory}, running this checkout's
+    twistd on the test application, as the current user.
+    """
+    text = (
+        path.read_text()
+        .replace("/srv/myproject/venv/bin/twistd", twistd())
+        .replace("WorkingDirectory=/srv/myproject", f"WorkingDirectory={APPS}")
+        .replace("myproject.wsgi:application", "superapp:application")
+        .replace("--workers 8", "--workers 2")
+        .replace("/run/prefork/prefork.sock", str(directory / "prefork.sock"))
+        .replace("www-data", pwd.getpwuid(os.getuid()).pw_name)
+    )
+    copy = directory / path.name
+    copy.write_text(text)
+    return copy
+
+
+def test_units_verify(tmp_path: Path) -> None:
+    units = [localUnit(CONTRIB / name, tmp_path) for name in ("prefork.socket", "prefork.service")]
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *map(str, units)],
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_units_timeouts_agree() -> None:
+    service = unitSettings(CONTRIB / "prefork.service")
+    command = service["ExecStart"][0].split()
+    graceful = float(command[command.index("--graceful-timeout") + 1])
+    assert service["KillMode"] == ["mixed"]
+    assert graceful < float(service["TimeoutStopSec"][0]) <= graceful + 15
+
+
+def test_units_run(servers: list[Server], notify: NotifySocket, tmp_path: Path) -> None:
+    """
+    What systemd does with the units, done by systemd-socket-activate and
+    the test: start on the socket, reload with ExecReload, stop with
+    KillSignal, each step told through sd_notify.
+    """
+    socketUnit = unitSettings(localUnit(CONTRIB / "prefork.socket", tmp_path))
+    service = unitSettings(localUnit(CONTRIB / "prefork.service", tmp_path))
+    assert service["Type"] == ["notify"]
+    path, name = socketUnit["ListenStream"][0], socketUnit["FileDescriptorName"][0]
+    command = service["ExecStart"][0].split()
+    server = Server(listen=None, cwd=Path(service["WorkingDirectory"][0]), env=dict(os.environ, NOTIFY_SOCKET=notify.address))
+    # systemd-socket-activate passes on only the variables it is told to.
+    server.command = [ACTIVATE, f"--listen={path}", f"--fdname={name}", "--setenv=NOTIFY_SOCKET", *command]
+    servers.append(server)
+    server.start()
+    server.waitFor(rf"Listening on {path} as 3\.")
+    socket.socket(socket.AF_UNIX).connect(path)
+    assert notify.receive()["READY"] == "1"
+    server.waitFor(rf"Listening on unix:{path} \(from systemd fd 3 'http'\)")
+    assert getJSON(path)["version"] == "1"
+
+    reload = service["ExecReload"][0].replace("$MAINPID", str(server.pid)).split()
+    subprocess.run(reload, check=True, timeout=TIMEOUT)
+    assert notify.receive()["RELOADING"] == "1"
+    assert notify.receive()["STATUS"] == "Serving with 2 workers (generation 2)"
+    server.recordProcesses()
+
+    server.signal(signal.Signals[service["KillSignal"][0]])
+    assert notify.receive()["STOPPING"] == "1"
+    assert server.wait(float(service["TimeoutStopSec"][0])) == 0
