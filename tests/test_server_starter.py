@@ -6,11 +6,13 @@ old one gets TERM and drains) loses no request under load.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
-from server import Server, waitUntil
+from server import APPS, TIMEOUT, Server, twistd, waitUntil
 from superdaemon import SUPERAPP, Load, deployApp, freePort, getJSON
 
 
@@ -44,7 +46,30 @@ def test_hot_deploy_under_load(servers: list[Server], tmp_path: Path, kind: str)
         server.waitFor(r"old worker \d+ died, status:0", after=mark)
         sent = load.sent()
         waitUntil(lambda: load.sent() >= sent + 50, what="load after the deploy")
+    print(f"\n{kind}: {load.sent()} requests, {len(load.failures)} failed, {load.versions.count('1')} by v1")
     assert load.failures == []
     assert load.versions[0] == "1" and load.versions[-1] == "2"
     assert getJSON(address)["version"] == "2"
     assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    "variables, message",
+    [
+        ({"SERVER_STARTER_PORT": "garbage"}, "SERVER_STARTER_PORT: 'garbage' is not PORT=FD"),
+        ({"SERVER_STARTER_PORT": "8080=notafd"}, "SERVER_STARTER_PORT: 'notafd' is not a file descriptor"),
+        ({"EINHORN_FDS": "77"}, "einhorn fd 77: descriptor 77 is not a socket"),
+    ],
+)
+def test_bad_environment(variables: dict[str, str], message: str) -> None:
+    """
+    Sockets named wrongly in the environment stop the server with one line
+    that says which variable and why.
+    """
+    result = subprocess.run(
+        [twistd(), "-n", "--pidfile=", "prefork"], cwd=APPS, env=dict(os.environ, **variables),
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"twistd prefork: {message}"), result.stderr
