@@ -121,9 +121,14 @@ class Generation(ProcessProtocol):
     def pid(self) -> int | None:
         return self.transport.pid if self.transport is not None else None
 
-    def command(self, command: Command) -> None:
-        if self.transport is not None and self.transport.pid is not None:
-            self.transport.writeToChild(0, command.value.encode("ascii") + b"\n")
+    @property
+    def templateRunning(self) -> bool:
+        return self.transport is not None and self.transport.pid is not None
+
+    def command(self, command: Command, *args: str) -> None:
+        if self.templateRunning:
+            line = " ".join([command.value, *args])
+            self.transport.writeToChild(0, line.encode("ascii") + b"\n")
 
     def spawn(self, spare: bool = False) -> None:
         """
@@ -151,7 +156,12 @@ class Generation(ProcessProtocol):
         Fork no more, and tell every worker to stop with C{signum}.
         """
         self.stopping = True
-        self.command(Command.STOP)
+        if self.templateRunning:
+            # The template closes its listening sockets before it passes the
+            # signal on, so that the last process to hold them is a worker
+            # that accepts what is pending as it closes them.
+            self.command(Command.STOP, str(signum))
+            return
         for pid in list(self.workers):
             self.signal(pid, signum)
 

@@ -213,6 +213,7 @@ class Master(Service):
 
     def removeWorker(self) -> None:
         if self.workerCount <= 1:
+            self._log.info("Keeping the last worker")
             return
         self.workerCount -= 1
         self._log.info("Now {count} workers", count=self.workerCount)
@@ -244,6 +245,7 @@ class Master(Service):
         elif message.event is Event.DRAINING:
             record.state = WorkerState.DRAINING
             record.served, record.reason = int(message.args[0]), message.args[1]
+            self._healthy(generation)
             self._reconcile(generation)
         elif message.event is Event.EXITED:
             del generation.workers[message.pid]
@@ -267,9 +269,7 @@ class Master(Service):
 
     def generationEnded(self, generation: Generation) -> None:
         self.generations.remove(generation)
-        call = self._respawns.pop(generation, None)
-        if call is not None:
-            call.cancel()
+        self._healthy(generation)
         self._failures.pop(generation, None)
         self._log.info("Generation {number} has ended", number=generation.number)
 
@@ -294,7 +294,7 @@ class Master(Service):
     def _workerExited(self, generation: Generation, record: WorkerRecord, status: int) -> None:
         clean = status >= 0 and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_DONE
         if clean:
-            self._failures[generation] = 0
+            self._healthy(generation)
             self._log.info(
                 "Worker {pid} exited after {served} requests ({reason})",
                 pid=record.pid, served=record.served, reason=record.reason or "stopped",
@@ -310,6 +310,16 @@ class Master(Service):
                 self._generationFailed(generation, f"workers of generation {generation.number} die at start-up ({describeExit(status)})")
                 return
         self._reconcile(generation)
+
+    def _healthy(self, generation: Generation) -> None:
+        """
+        A worker of C{generation} ended as it should: crashes before it do
+        not delay its successors.
+        """
+        self._failures[generation] = 0
+        call = self._respawns.pop(generation, None)
+        if call is not None:
+            call.cancel()
 
     def _generationFailed(self, generation: Generation, reason: str) -> None:
         if generation.stopping:

@@ -53,7 +53,8 @@ class Command(Enum):
 
     SPAWN = "spawn"  # fork one more worker
     SPAWN_SPARE = "spawn-spare"  # fork a spare: booted, not accepting until woken
-    STOP = "stop"  # fork no more; exit once every worker has gone
+    STOP = "stop"  # with a signal number: fork no more, close the sockets,
+    # signal every worker, exit once they have gone
 
 
 @dataclass(frozen=True)

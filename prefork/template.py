@@ -80,14 +80,15 @@ class Template:
             return b""
         *lines, pending = (pending + data).split(b"\n")
         for line in lines:
-            command = Command(line.decode("ascii").strip())
+            name, _, argument = line.decode("ascii").strip().partition(" ")
+            command = Command(name)
             if command in (Command.SPAWN, Command.SPAWN_SPARE) and not self.stopping:
                 self._spawn(spare=command is Command.SPAWN_SPARE)
             elif command is Command.STOP:
-                self._stop()
+                self._stop(int(argument))
         return pending
 
-    def _stop(self) -> None:
+    def _stop(self, signum: int) -> None:
         self.stopping = True
         # While any process holds a listening socket, the kernel completes
         # connections on it that nobody will accept; after a stop they must
@@ -98,12 +99,12 @@ class Template:
             except OSError:
                 pass
         self.listeners = []
+        for pid in self.workers:
+            os.kill(pid, signum)
 
     def _masterGone(self) -> None:
         self._selector.unregister(0)
-        self._stop()
-        for pid in self.workers:
-            os.kill(pid, signal.SIGTERM)
+        self._stop(signal.SIGTERM)
 
     def _drainWakeups(self) -> None:
         try:

@@ -164,12 +164,14 @@ class Worker:
         of reset when the socket closes.
         """
         for port in self._ports:
-            if takePending and not self.spare:
+            port.stopReading()
+            if takePending:
                 port.numberAccepts = 2**16
                 port.doRead()
-            port.stopReading()
             # Not stopListening(): that shuts down the socket, in every
-            # process that shares it, and unlinks a UNIX socket's path.
+            # process that shares it, and unlinks a UNIX socket's path.  A
+            # connection completed between the last accept() and this close
+            # is reset by the kernel: keep the two as close as can be.
             port.socket.close()
         self._ports = []
 

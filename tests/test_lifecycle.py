@@ -112,6 +112,7 @@ def test_term_finishes_requests_in_flight(servers) -> None:
     server.signal(signal.SIGTERM)
     refused = False
     while not refused:
+        time.sleep(0.05)  # a client arriving now and then, not a SYN flood
         probe = socket.socket()
         probe.settimeout(TIMEOUT)
         try:
@@ -171,12 +172,13 @@ def test_ttin_and_ttou_change_the_worker_count(serve) -> None:
     server.signal(signal.SIGTTIN)
     waitUntil(lambda: len(workerPids(server)) == 3, what="3 workers")
     server.recordProcesses()
-    # One signal at a time: signals sent together may arrive as one.
-    for count in (2, 1):
-        mark = len(server.lines)
-        server.signal(signal.SIGTTOU)
-        server.waitFor(f"Now {count} workers", after=mark)
+    # Signals of one kind sent at once may arrive as one: send them in turn.
     server.signal(signal.SIGTTOU)
+    server.waitFor("Now 2 workers")
+    server.signal(signal.SIGTTOU)
+    server.waitFor("Now 1 workers")
+    server.signal(signal.SIGTTOU)
+    server.waitFor("Keeping the last worker")
     waitUntil(lambda: len(workerPids(server)) == 1, what="1 worker")
     assert server.get("/")[0] == 200
 
@@ -226,3 +228,12 @@ def _ignoreErrors(function, *args) -> None:
         function(*args)
     except Exception:
         pass
+
+
+def test_workers_exit_when_the_master_dies(serve) -> None:
+    server = serve(*APP, "--workers", "2")
+    children = descendants(server.pid)
+    assert len(children) == 4  # the template, two workers, a spare
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait()
+    waitUntil(lambda: not any(alive(pid) for pid in children), what="the orphans to exit")
