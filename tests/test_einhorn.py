@@ -59,6 +59,12 @@ def test_usr2_drains(servers: list[Server], listening: socket.socket, tmp_path: 
     slow.join()
     assert answers and answers[0]["version"] == "1"
     assert server.wait() == 0
+    # The socket is einhorn's: the server closed its copies but never shut
+    # it down, so it still takes connections for the next server.
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    listening.settimeout(10)
+    listening.accept()[0].close()
+    client.close()
 
 
 def test_order_of_protocols(servers: list[Server], listening: socket.socket) -> None:
