@@ -63,20 +63,21 @@ def test_two_sockets(servers: list[Server], tmp_path: Path) -> None:
     assert os.path.exists(path)
 
 
-def test_systemd_endpoint_string(servers: list[Server], tmp_path: Path) -> None:
+@pytest.mark.parametrize("description", ["systemd:domain=INET:index=0", "systemd:domain=UNIX:index=1"])
+def test_systemd_endpoint_string(servers: list[Server], tmp_path: Path, description: str) -> None:
     """
-    C{--listen systemd:...} picks one of the passed sockets, with or without
-    names, though Twisted's endpoints module has emptied the environment.
+    C{--listen systemd:...} picks one of the passed sockets, though systemd
+    passed no names and Twisted's endpoints module emptied the environment.
     """
     port, path = freePort(), str(tmp_path / "app.sock")
-    server = activate(servers, [f"127.0.0.1:{port}", path], "--listen", "systemd:domain=UNIX:index=1")
-    # Connecting to the TCP socket starts the server, which does not serve
-    # it: talk to the UNIX one.
+    server = activate(servers, [f"127.0.0.1:{port}", path], "--listen", description)
+    # A connection to either socket starts the server.
     socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
-    server.waitFor(rf"Listening on unix:{path} \(from systemd fd 4\)")
-    assert getJSON(path)["version"] == "1"
+    chosen, other = (port, path) if "INET" in description else (path, port)
+    assert getJSON(chosen)["version"] == "1"
     server.waitFor("Generation 1 serving")
-    assert "Listening on http" not in server.output
+    listening = [line for line in server.lines if "Listening on" in line and "(from systemd" in line]
+    assert len(listening) == 1 and str(chosen) in listening[0] and str(other) not in listening[0]
     server.recordProcesses()
     assert server.stop() == 0
 
