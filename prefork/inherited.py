@@ -85,7 +85,7 @@ def adopt(fd: int, origin: str) -> ListeningSocket:
     return ListeningSocket(skt, unlinkPath=None, origin=origin)
 
 
-def _descriptor(text: str, variable: str, what: str = "a file descriptor") -> int:
+def _integer(text: str, variable: str, what: str = "a file descriptor") -> int:
     if not text.strip().isdigit():
         raise InheritedSocketError(f"{variable}: {text!r} is not {what}")
     return int(text)
@@ -99,7 +99,7 @@ def systemdDescriptors(environ: Mapping[str, str] | None = None) -> list[tuple[i
     environ = systemdEnvironment(environ)
     if environ.get("LISTEN_PID") != str(os.getpid()) or "LISTEN_FDS" not in environ:
         return []
-    count = _descriptor(environ["LISTEN_FDS"], "LISTEN_FDS", "a number")
+    count = _integer(environ["LISTEN_FDS"], "LISTEN_FDS", "a number")
     names = environ.get("LISTEN_FDNAMES", "").split(":") if environ.get("LISTEN_FDNAMES") else []
     names += [""] * (count - len(names))
     return [(SYSTEMD_FIRST_FD + i, names[i]) for i in range(count)]
@@ -124,7 +124,7 @@ def fromServerStarter(environ: Mapping[str, str] | None = None) -> list[Listenin
         key, equals, fd = entry.rpartition("=")
         if not equals or not _STARTER_KEY.match(key):
             raise InheritedSocketError(f"SERVER_STARTER_PORT: {entry!r} is not PORT=FD, HOST:PORT=FD, [V6]:PORT=FD or PATH=FD")
-        found.append(adopt(_descriptor(fd, "SERVER_STARTER_PORT"), f"Server::Starter {key}"))
+        found.append(adopt(_integer(fd, "SERVER_STARTER_PORT"), f"Server::Starter {key}"))
     return found
 
 
@@ -135,7 +135,7 @@ def fromEinhorn(environ: Mapping[str, str] | None = None) -> list[ListeningSocke
     """
     environ = os.environ if environ is None else environ
     if "EINHORN_FD_COUNT" in environ:
-        count = _descriptor(environ["EINHORN_FD_COUNT"], "EINHORN_FD_COUNT", "a number")
+        count = _integer(environ["EINHORN_FD_COUNT"], "EINHORN_FD_COUNT", "a number")
         variables = [f"EINHORN_FD_{i}" for i in range(count)]
         for variable in variables:
             if variable not in environ:
@@ -143,7 +143,7 @@ def fromEinhorn(environ: Mapping[str, str] | None = None) -> list[ListeningSocke
         pairs = [(variable, environ[variable]) for variable in variables]
     else:
         pairs = [("EINHORN_FDS", fd) for fd in environ.get("EINHORN_FDS", "").split()]
-    return [adopt(_descriptor(fd, variable), f"einhorn fd {fd.strip()}") for variable, fd in pairs]
+    return [adopt(_integer(fd, variable), f"einhorn fd {fd.strip()}") for variable, fd in pairs]
 
 
 def underEinhorn(environ: Mapping[str, str] | None = None) -> bool:
@@ -188,7 +188,7 @@ def systemdEndpoint(description: str, environ: Mapping[str, str] | None = None) 
     if "name" in arguments:
         matches = [(fd, name) for fd, name in passed if name == arguments["name"]]
     else:
-        index = _descriptor(arguments["index"], description, "an index")
+        index = _integer(arguments["index"], description, "an index")
         matches = passed[index:index + 1]
     if not matches:
         raise InheritedSocketError(f"systemd passed no socket for {description} (it passed {len(passed)})")
