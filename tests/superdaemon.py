@@ -1,6 +1,6 @@
 """
 Helpers for the tests that run the server under superdaemons: free ports,
-JSON over TCP and UNIX sockets, and a bounded load that counts failures.
+JSON over TCP and UNIX sockets, and a load of new connections.
 """
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ import http.client
 import json
 import shutil
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from server import APPS, TIMEOUT, UnixHTTPConnection
+from server import APPS, TIMEOUT, Load, UnixHTTPConnection, fetch
 
 SUPERAPP = ("--app", "superapp:application", "--workers", "2")
 
@@ -62,45 +61,40 @@ def deployApp(directory: Path, version: str) -> None:
     shutil.rmtree(directory / "__pycache__", ignore_errors=True)
 
 
-class Load:
+class Address:
     """
-    Threads that send requests, each on a new connection, until stopped, at
-    most C{limit} each and never past C{TIMEOUT}; every failure is kept.
+    A port on 127.0.0.1 or a UNIX socket path, to aim a L{Load} at.
     """
 
-    def __init__(self, address: int | str, threads: int = 3, limit: int = 5000) -> None:
+    def __init__(self, address: int | str) -> None:
         self.address = address
-        self.limit = limit
-        self.versions: list[str] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
+    def connection(self, timeout: float = TIMEOUT) -> http.client.HTTPConnection:
+        return connect(self.address, timeout)
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(TIMEOUT)
 
-    def _run(self) -> None:
+class NewConnectionLoad(Load):
+    """
+    A L{Load} whose clients send each request on a new connection: a switch
+    of masters must hand over the connections waiting to be accepted, and no
+    keep-alive retry could hide one that is lost.
+    """
+
+    def __init__(self, address: int | str, clients: int = 3) -> None:
+        super().__init__(Address(address), clients=clients)  # type: ignore[arg-type]
+
+    def _client(self) -> None:
         deadline = time.monotonic() + TIMEOUT
         for _ in range(self.limit):
             if self._stop.is_set() or time.monotonic() > deadline:
                 return
+            connection = self.server.connection()
             try:
-                version = getJSON(self.address)["version"]
-            except Exception as e:
-                with self._lock:
-                    self.failures.append(repr(e))
-            else:
-                with self._lock:
-                    self.versions.append(version)
+                self.answers.append(fetch(connection))
+            except (OSError, http.client.HTTPException) as e:
+                self.failures.append(e)
+            finally:
+                connection.close()
 
-    def sent(self) -> int:
-        with self._lock:
-            return len(self.versions) + len(self.failures)
+    def versions(self) -> list[str]:
+        return [json.loads(body)["version"] for _, body in self.answers]

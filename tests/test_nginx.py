@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from server import TIMEOUT, Server, alive, descendants, waitUntil
-from superdaemon import SUPERAPP, Load, freePort, getJSON
+from superdaemon import SUPERAPP, NewConnectionLoad, freePort, getJSON
 
 RECIPE = Path(__file__).parent.parent / "contrib" / "nginx" / "prefork.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -106,12 +106,12 @@ def test_nginx_across_reload(servers: list[Server], nginx: tuple[int, str]) -> N
     server = Server(*SUPERAPP, listen=f"unix:{socketPath}")
     servers.append(server)
     server.start().serving()
-    with Load(port) as load:
-        waitUntil(lambda: load.sent() >= 50, what="load to begin")
+    with NewConnectionLoad(port) as load:
+        load.waitForAnswers(50)
         mark = len(server.lines)
         server.signal(signal.SIGHUP)
         server.waitFor("Generation 2 serving", after=mark)
         server.waitFor("Generation 1 has ended", after=mark)
-        sent = load.sent()
-        waitUntil(lambda: load.sent() >= sent + 50, what="load after the reload")
+        load.waitForAnswers(len(load.answers) + 50)
     assert load.failures == []
+    assert all(status == 200 for status, _ in load.answers)

@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from server import APPS, TIMEOUT, Server, twistd, waitUntil
-from superdaemon import SUPERAPP, Load, deployApp, freePort, getJSON
+from server import APPS, TIMEOUT, Server, twistd
+from superdaemon import SUPERAPP, NewConnectionLoad, deployApp, freePort, getJSON
 
 
 def startServer(servers: list[Server], directory: Path, listen: int | str) -> Server:
@@ -36,19 +36,20 @@ def test_hot_deploy_under_load(servers: list[Server], tmp_path: Path, kind: str)
     answer = getJSON(address)
     assert (answer["version"], answer["leaked"]) == ("1", {})
 
-    with Load(address) as load:
-        waitUntil(lambda: load.sent() >= 50, what="load to begin")
+    with NewConnectionLoad(address) as load:
+        load.waitForAnswers(50)
         deployApp(tmp_path, "2")
         mark = len(server.lines)
         server.signal(signal.SIGHUP)
         server.waitFor("Generation 1 serving", after=mark)
         server.recordProcesses()
         server.waitFor(r"old worker \d+ died, status:0", after=mark)
-        sent = load.sent()
-        waitUntil(lambda: load.sent() >= sent + 50, what="load after the deploy")
-    print(f"\n{kind}: {load.sent()} requests, {len(load.failures)} failed, {load.versions.count('1')} by v1")
+        load.waitForAnswers(len(load.answers) + 50)
+    versions = load.versions()
+    print(f"\n{kind}: {len(versions)} answers, {len(load.failures)} failures, {versions.count('1')} from version 1")
     assert load.failures == []
-    assert load.versions[0] == "1" and load.versions[-1] == "2"
+    assert all(status == 200 for status, _ in load.answers)
+    assert versions[0] == "1" and versions[-1] == "2"
     assert getJSON(address)["version"] == "2"
     assert server.stop() == 0
 
