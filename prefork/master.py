@@ -14,6 +14,7 @@ import atexit
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.application.service import Service
@@ -103,6 +104,8 @@ class Master(Service):
         self._killTimer: IDelayedCall | None = None
         self._failures: dict[Generation, int] = {}
         self.observers: list[LifecycleObserver] = []
+        #: Signals a supervisor gives a meaning of its own (einhorn's USR2).
+        self.extraSignals: dict[int, Callable[[], None]] = {}
         self._watchdog = LoopingCall(self._checkHeartbeats)
         self._watchdog.clock = self.reactor
 
@@ -172,6 +175,7 @@ class Master(Service):
             signal.SIGHUP: self.reload,
             signal.SIGTTIN: self.addWorker,
             signal.SIGTTOU: self.removeWorker,
+            **self.extraSignals,
         }
         for signum, handler in handlers.items():
             signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
@@ -329,6 +333,10 @@ class Master(Service):
             "Generation {number} failed, generation {old} keeps serving: {reason}",
             number=generation.number, old=others[-1].number, reason=reason,
         )
+        # A reload has ended, if not as hoped: a supervisor waiting for it
+        # must hear that the server serves.
+        for observer in self.observers:
+            observer.serving(others[-1])
 
     # Actions.
 
