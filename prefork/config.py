@@ -31,6 +31,10 @@ class ServerConfig:
     @ivar gracefulTimeout: The longest a draining worker may take, in seconds.
     @ivar accessLog: Where workers write the access log (C{"-"} for standard
         output), or L{None}.
+    @ivar accessLogFormat: The access log's format (see L{prefork.accesslog});
+        L{None} for the combined log format.
+    @ivar maxRss: A worker whose resident memory passes this many megabytes
+        retires; 0 means no limit.
     @ivar preload: Import the application once in the template, not in each
         worker.
     @ivar pythonPath: Directories put in front of C{sys.path} before the
@@ -44,6 +48,8 @@ class ServerConfig:
     threads: int = 0
     gracefulTimeout: float = 30.0
     accessLog: str | None = None
+    accessLogFormat: str | None = None
+    maxRss: int = 0
     preload: bool = True
     pythonPath: tuple[str, ...] = field(default_factory=tuple)
 

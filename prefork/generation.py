@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from prefork.config import ServerConfig
-from prefork.messages import FIRST_LISTEN_FD, STATUS_FD, Command, Message
+from prefork.messages import FIRST_LISTEN_FD, STATUS_FD, Command, Message, WorkerReport
 from prefork.sockets import ListeningSocket
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ class WorkerRecord:
     served: int = 0
     born: float = field(default_factory=time.monotonic)
     reason: str = ""
+    report: WorkerReport = field(default_factory=WorkerReport)
 
 
 class Generation(ProcessProtocol):

@@ -25,6 +25,7 @@ from prefork.config import ServerConfig
 from prefork.generation import Generation, WorkerRecord, WorkerState
 from prefork.messages import EXIT_DONE, Event, Message
 from prefork.sockets import ListeningSocket
+from prefork.status import Tally, exitFields
 
 #: A worker dying before any worker of its generation served is a boot
 #: failure; after this many in a row the generation is given up.
@@ -80,6 +81,7 @@ class Master(Service):
 
     @ivar workerCount: How many workers each generation keeps serving.
     @ivar exitCode: The status twistd exits with; non-zero after a failure.
+    @ivar tally: What the workers that have exited served, and why they went.
     """
 
     _log = Logger()
@@ -100,6 +102,7 @@ class Master(Service):
         self._killTimer: IDelayedCall | None = None
         self._failures: dict[Generation, int] = {}
         self.observers: list[LifecycleObserver] = []
+        self.tally = Tally()
 
     # Starting and stopping.
 
@@ -163,7 +166,10 @@ class Master(Service):
             signal.SIGHUP: self.reload,
             signal.SIGTTIN: self.addWorker,
             signal.SIGTTOU: self.removeWorker,
+            signal.SIGUSR1: self.reopenLogs,
         }
+        # twistd rotates its own log file on USR1 when it has one: keep that.
+        self._previousUSR1 = signal.getsignal(signal.SIGUSR1)
         for signum, handler in handlers.items():
             signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
 
@@ -193,6 +199,17 @@ class Master(Service):
             observer.reloading()
         self.startGeneration()
 
+    def reopenLogs(self) -> None:
+        """
+        Have every worker reopen the access log, and twistd its own log.
+        """
+        self._log.info("Reopening log files")
+        if callable(self._previousUSR1):
+            self._previousUSR1(signal.SIGUSR1, None)
+        for generation in self.generations:
+            for pid in list(generation.workers):
+                generation.signal(pid, signal.SIGUSR1)
+
     def addWorker(self) -> None:
         self.workerCount += 1
         self._log.info("Now {count} workers", count=self.workerCount)
@@ -220,9 +237,14 @@ class Master(Service):
         if message.event is Event.READY:
             record.state = WorkerState.SERVING
             record.limit = int(message.args[0])
+            self._log.info(
+                "Worker {pid} of generation {generation} ready, limit {limit} requests",
+                pid=record.pid, generation=generation.number, limit=record.limit,
+            )
             self._workerReady(generation, record)
         elif message.event is Event.BEAT:
-            record.served = int(message.args[0])
+            record.report = message.report()
+            record.served = record.report.served
         elif message.event is Event.DRAINING:
             record.state = WorkerState.DRAINING
             record.served, record.reason = int(message.args[0]), message.args[1]
@@ -274,18 +296,20 @@ class Master(Service):
                 observer.serving(generation)
 
     def _workerExited(self, generation: Generation, record: WorkerRecord, status: int) -> None:
+        self.tally.workerExited(generation, record, status, self.stopping)
         clean = status >= 0 and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_DONE
         if clean:
             self._failures[generation] = 0
             self._log.info(
                 "Worker {pid} exited after {served} requests ({reason})",
-                pid=record.pid, served=record.served, reason=record.reason or "stopped",
+                pid=record.pid, generation=generation.number, served=record.served, reason=record.reason or "stopped",
             )
         elif not (generation.stopping or self.stopping):
             failures = self._failures[generation] = self._failures.get(generation, 0) + 1
             self._log.warn(
                 "Worker {pid} {how} after {served} requests",
-                pid=record.pid, how=describeExit(status), served=record.served,
+                pid=record.pid, generation=generation.number, how=describeExit(status), served=record.served,
+                **exitFields(status),
             )
             if not generation.everServed and failures >= MAX_BOOT_FAILURES:
                 self._generationFailed(generation, f"workers of generation {generation.number} die at start-up ({describeExit(status)})")
@@ -310,6 +334,7 @@ class Master(Service):
     def startGeneration(self) -> Generation:
         self._generationNumber += 1
         generation = Generation(self, self._generationNumber)
+        self._log.info("Generation {number} starting", number=generation.number)
         self.generations.append(generation)
         generation.start(self.reactor, self.config, self.sockets)
         self._reconcile(generation)

@@ -35,6 +35,7 @@ from prefork.messages import (
     Message,
     send,
 )
+from prefork.proctitle import setTitle, templateTitle
 from prefork.worker import Listener, serve
 
 
@@ -185,6 +186,10 @@ def main(argv: list[str]) -> NoReturn:
     # The master decides what a terminal's Ctrl-C or hang-up means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # USR1 asks workers to reopen their logs; until a new worker's reactor
+    # handles it, it must not kill the worker (nor this process).
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    setTitle(templateTitle(config.app, arguments["generation"]))
     listeners = _listeners(arguments["sockets"])
     application = _preload(config, arguments) if config.preload else None
     Template(config, arguments["generation"], application, listeners).run()
