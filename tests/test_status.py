@@ -157,3 +157,16 @@ def test_page_renders_in_chromium(serve, slowRequest, tmp_path: Path) -> None:
     if os.environ.get("PREFORK_UPDATE_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copy(screenshot, SCREENSHOT)
+
+
+def test_restarts_by_crash_and_reload(serve) -> None:
+    server = serve(*APP, *STATUS, "--workers", "2")
+    victim = status(server)["workers"][0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    waitUntil(lambda: status(server)["restarts"]["crash"] == 1, what="the crash counted")
+    server.signal(signal.SIGHUP)
+    server.waitFor(r"Generation 1 has ended")
+    snapshot = status(server)
+    assert snapshot["restarts"] == {"limit": 0, "reload": 2, "crash": 1, "timeout": 0, "memory": 0}
+    assert snapshot["generation"] == 2
+    assert {w["generation"] for w in snapshot["workers"]} == {2}
