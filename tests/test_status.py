@@ -5,17 +5,19 @@ headless Chromium.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from server import TIMEOUT, Server, waitUntil
+from server import TIMEOUT, Server, UnixHTTPConnection, waitUntil
 from statusclient import STATUS, fetch, metrics, status, statusPort
 
 APP = ("--app", "testapp:application")
@@ -170,3 +172,34 @@ def test_restarts_by_crash_and_reload(serve) -> None:
     assert snapshot["restarts"] == {"limit": 0, "reload": 2, "crash": 1, "timeout": 0, "memory": 0}
     assert snapshot["generation"] == 2
     assert {w["generation"] for w in snapshot["workers"]} == {2}
+
+
+def test_status_on_unix_socket(serve, tmp_path: Path) -> None:
+    path = tmp_path / "status.sock"
+    server = serve(*APP, "--status", f"unix:{path}", "--workers", "1")
+    server.waitFor(rf"Status page on unix:{re.escape(str(path))}")
+    connection = UnixHTTPConnection(str(path))
+    connection.request("GET", "/status.json")
+    response = connection.getresponse()
+    assert response.status == 200
+    assert len(json.loads(response.read())["workers"]) == 1
+    connection.close()
+
+
+def test_bad_status_endpoint(servers) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        for endpoint, message in [
+            ("bogus:1", "--status 'bogus:1' is not a server endpoint"),
+            (f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1", "--status 'tcp:"),
+        ]:
+            server = Server(*APP, "--status", endpoint)
+            servers.append(server)
+            server.start()
+            assert server.wait() != 0
+            assert message in server.output, server.output
+            assert "Traceback" not in server.output
+    finally:
+        taken.close()
