@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import re
 import signal
@@ -26,45 +27,39 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from prefork.memory import residentBytes, uniqueBytes  # noqa: E402
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def measure(app: str, workers: int, preload: bool, requests: int) -> tuple[float, float, float]:
     twistd = Path(sysconfig.get_path("scripts")) / "twistd"
     command = [str(twistd), "-n", "--pidfile=", "prefork", "--app", app, "--workers", str(workers),
-               "--listen", "tcp:0:interface=127.0.0.1", "--max-requests", "0"]
+               "--listen", "tcp:0:interface=127.0.0.1", "--max-requests", "0", "--status", "tcp:0:interface=127.0.0.1"]
     if not preload:
         command.append("--no-preload")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                cwd=Path(__file__).parent.parent, start_new_session=True)
     try:
-        port = None
+        ports = {}
         assert process.stdout is not None
         for line in process.stdout:
-            match = re.search(r"Listening on http://127\.0\.0\.1:(\d+)/", line)
+            match = re.search(r"(Listening on|Status page on) http://127\.0\.0\.1:(\d+)/", line)
             if match:
-                port = int(match.group(1))
+                ports[match.group(1)] = int(match.group(2))
             if "Generation 1 serving" in line:
                 break
-        assert port is not None, "the server did not start"
+        port = ports["Listening on"]
         for i in range(requests):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             connection.request("GET", "/" + "x" * (i % 50))
             connection.getresponse().read()
             connection.close()
         time.sleep(1.5)  # let every worker's garbage collector run over its heap
-        [template] = children(process.pid)
-        pids = children(template)
+        connection = http.client.HTTPConnection("127.0.0.1", ports["Status page on"], timeout=30)
+        connection.request("GET", "/status.json")
+        pids = [worker["pid"] for worker in json.loads(connection.getresponse().read())["workers"]]
+        connection.close()
+        template = parent(pids[0])
         uss = [uniqueBytes(pid) for pid in pids]
         rss = [residentBytes(pid) for pid in pids]
         return sum(uss) / len(uss) / 2**20, sum(rss) / len(rss) / 2**20, uniqueBytes(template) / 2**20

@@ -40,7 +40,9 @@ def templateTitle(app: str, generation: int) -> str:
     return f"prefork template [{app}] gen {generation}"
 
 
-def workerTitle(app: str, generation: int, served: int, limit: int) -> str:
+def workerTitle(app: str, generation: int, served: int, limit: int, spare: bool = False) -> str:
+    if spare:
+        return f"prefork worker [{app}] gen {generation} spare"
     return f"prefork worker [{app}] gen {generation} {served}/{limit or '-'}"
 
 

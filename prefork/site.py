@@ -59,6 +59,7 @@ class WorkerChannel(HTTPChannel):
     """
 
     site: WorkerSite
+    answered = 0
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -68,12 +69,17 @@ class WorkerChannel(HTTPChannel):
         super().connectionLost(reason)
         self.site.channelClosed(self)
 
+    def requestDone(self, request: Request) -> None:
+        self.answered += 1
+        super().requestDone(request)
+
     def isIdle(self) -> bool:
         """
         Whether this connection is between requests with nothing to read: a
         keep-alive connection that can be closed without losing a request.
+        A new connection is not idle: its client is about to send.
         """
-        if self.requests or getattr(self, "_buffer", b""):
+        if not self.answered or self.requests or getattr(self, "_buffer", b""):
             return False
         try:
             # A request may already be waiting in the kernel: then it is

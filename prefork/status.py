@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 #: Why workers are replaced, in the order the status page shows them.
 RESTART_REASONS = ("limit", "reload", "crash", "timeout", "memory")
 #: The states a worker is shown in.
-WORKER_STATES = ("booting", "idle", "busy", "draining")
+WORKER_STATES = ("booting", "spare", "idle", "busy", "draining")
 #: The window over which the request rate is averaged, in seconds.
 RATE_WINDOW = 10
 
@@ -153,6 +153,8 @@ def _workerJSON(worker: WorkerStatus) -> dict[str, Any]:
 
 def workerState(record: WorkerRecord) -> str:
     if record.state is WorkerState.SERVING:
+        if record.spare:
+            return "spare"
         return "busy" if record.report.inFlight else "idle"
     return record.state.value
 
@@ -163,10 +165,6 @@ def currentGeneration(master: Master) -> int:
     """
     numbers = [g.number for g in master.generations if not g.stopping] or [g.number for g in master.generations]
     return max(numbers, default=0)
-
-
-def liveWorkers(master: Master) -> int:
-    return sum(len(g.workers) for g in master.generations)
 
 
 class StatusCollector(Service):

@@ -45,7 +45,7 @@ th, td { padding: 6px 10px; text-align: right; border-bottom: 1px solid #e3e7ef;
 th { background: #e9edf5; font-weight: 600; } td.path, th.path { text-align: left; }
 td.path { font-family: ui-monospace, monospace; max-width: 28em; overflow: hidden; text-overflow: ellipsis; }
 .state { border-radius: 9px; padding: 1px 9px; font-weight: 600; font-size: 12px; }
-.booting { background: #dbe7ff; color: #1c4fb8; } .idle { background: #dff3e4; color: #1c7a3a; }
+.booting { background: #dbe7ff; color: #1c4fb8; } .spare { background: #e6e8ee; color: #4a5266; } .idle { background: #dff3e4; color: #1c7a3a; }
 .busy { background: #fff0c2; color: #8a5a00; } .draining { background: #ece2f8; color: #6b2fa8; }
 .bar { display: inline-block; width: 60px; height: 6px; background: #e3e7ef; border-radius: 3px; margin-left: 6px; }
 .bar i { display: block; height: 6px; background: #4f7be0; border-radius: 3px; }

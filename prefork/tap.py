@@ -18,7 +18,7 @@ from prefork.config import DEMO_APP, ServerConfig
 from prefork.master import Master
 from prefork.proctitle import AVAILABLE as TITLES, TitleService, masterTitle
 from prefork.sockets import CannotListen, listen
-from prefork.status import StatusCollector, currentGeneration, liveWorkers
+from prefork.status import StatusCollector, currentGeneration
 from prefork.statuspage import StatusService
 
 DEFAULT_LISTEN = "tcp:8080"
@@ -39,7 +39,9 @@ class Options(usage.Options):
         ["max-requests", None, "100", "Requests a worker serves before it is replaced (0 = never)."],
         ["min-requests", None, None, "When given, each worker's limit is drawn between this and --max-requests."],
         ["threads", None, "0", "WSGI threads per worker (0 = run the app in the worker's reactor thread)."],
+        ["spare-workers", None, "1", "Workers kept booted but idle, to replace a retiring or dead worker at once."],
         ["graceful-timeout", None, "30", "Seconds a stopping worker may take to finish its requests and exit guards."],
+        ["timeout", "t", "30", "Kill a worker whose event loop has been stuck this many seconds (0 = never)."],
         ["access-log", None, None, "Write an access log to this file ('-' for standard output); USR1 reopens it."],
         ["access-log-format", None, None, "The access log's format, a Python format string over the fields in README [default: combined]."],
         ["status", None, None, "Serve the status page, status.json and Prometheus /metrics on this endpoint, e.g. tcp:9191:interface=127.0.0.1."],
@@ -133,7 +135,9 @@ class Options(usage.Options):
             maxRequests=maxRequests,
             minRequests=minRequests,
             threads=_number(self, "threads", 0),
+            spareWorkers=_number(self, "spare-workers", 0),
             gracefulTimeout=_number(self, "graceful-timeout", 0, float),
+            timeout=_number(self, "timeout", 0, float),
             accessLog=_accessLog(self["access-log"]),
             accessLogFormat=self["access-log-format"],
             maxRss=_number(self, "max-rss", 0),
@@ -187,5 +191,5 @@ def makeService(options: Options) -> IService:
     if options["statusEndpoint"] is not None:
         StatusService(options["statusEndpoint"], options["status"], StatusCollector(master)).setServiceParent(top)
     if TITLES:
-        TitleService(lambda: masterTitle(config.app, currentGeneration(master), liveWorkers(master))).setServiceParent(top)
+        TitleService(lambda: masterTitle(config.app, currentGeneration(master), master.workerCount)).setServiceParent(top)
     return top

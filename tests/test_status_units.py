@@ -43,7 +43,8 @@ def test_report_path_is_one_printable_word() -> None:
 
 def test_garbled_beat_is_rejected() -> None:
     with pytest.raises(ValueError):
-        Message.decode(b"beat 12 3")
+        Message.decode(b"beat 12")
+    assert Message.decode(b"beat 12 3").report() == WorkerReport(served=3)
     with pytest.raises(ValueError):
         Message.decode(b"beat 12 x 0 0 0 /")
 
@@ -82,6 +83,9 @@ def test_worker_states() -> None:
     assert workerState(record) == "booting"
     record.state = WorkerState.SERVING
     assert workerState(record) == "idle"
+    record.spare = True
+    assert workerState(record) == "spare"
+    record.spare = False
     record.report = WorkerReport(inFlight=2)
     assert workerState(record) == "busy"
     record.state = WorkerState.DRAINING
@@ -114,7 +118,7 @@ def test_metrics_parse() -> None:
 
 def test_status_json_schema() -> None:
     data = sampleStatus().toJSON()
-    assert data["workers_by_state"] == {"booting": 0, "idle": 1, "busy": 1, "draining": 0}
+    assert data["workers_by_state"] == {"booting": 0, "spare": 0, "idle": 1, "busy": 1, "draining": 0}
     assert data["workers"][0] == {
         "pid": 101, "generation": 3, "state": "busy", "served": 57, "limit": 100, "in_flight": 1,
         "rss_bytes": 30 << 20, "age_seconds": 12.5, "last_path": '/a"b\\c', "last_duration_us": 1500,

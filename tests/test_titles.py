@@ -31,16 +31,16 @@ def children(pid: int) -> list[int]:
 
 def processes(server: Server) -> tuple[int, list[int]]:
     """
-    The template of the first generation and its workers.
+    The template of the first generation and its workers: 2, and a spare.
     """
-    waitUntil(lambda: len(children(server.pid)) == 1 and len(children(children(server.pid)[0])) == 2, what="2 workers")
+    waitUntil(lambda: len(children(server.pid)) == 1 and len(children(children(server.pid)[0])) == 3, what="3 workers")
     template = children(server.pid)[0]
     return template, children(template)
 
 
 def test_titles(serve) -> None:
     pytest.importorskip("setproctitle", reason="the titles need the [proctitle] extra, which the test extra installs")
-    server = serve(*APP, "--workers", "2", "--max-requests", "50")
+    server = serve(*APP, "--workers", "2", "--spare-workers", "1", "--max-requests", "50")
     template, workers = processes(server)
     for _ in range(5):
         assert server.get("/")[0] == 200
@@ -50,17 +50,18 @@ def test_titles(serve) -> None:
     def served() -> list[str]:
         return sorted(title(pid) for pid in workers)
 
-    waitUntil(
-        lambda: [t.rsplit(" ", 1)[0] for t in served()] == ["prefork worker [testapp:application] gen 1"] * 2
-        and sum(int(t.rsplit(" ", 1)[1].split("/")[0]) for t in served()) == 5,
-        what="the workers' titles to count 5 requests",
-    )
-    assert all(t.endswith("/50") for t in served())
+    def counted() -> int:
+        return sum(int(t.rsplit(" ", 1)[1].split("/")[0]) for t in served() if t.endswith("/50"))
+
+    waitUntil(lambda: counted() == 5, what="the workers' titles to count 5 requests")
+    assert [t.rsplit(" ", 1)[0] for t in served()] == ["prefork worker [testapp:application] gen 1"] * 3
+    assert sorted(t.rsplit(" ", 1)[1].endswith("/50") for t in served()) == [False, True, True]
+    assert "prefork worker [testapp:application] gen 1 spare" in served()
 
 
 def test_without_setproctitle(serve, monkeypatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(APPS / "nosetproctitle"))
-    server = serve(*APP, "--workers", "2")
+    server = serve(*APP, "--workers", "2", "--spare-workers", "1")
     template, workers = processes(server)
     for _ in range(5):
         assert server.get("/")[0] == 200

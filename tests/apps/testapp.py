@@ -4,6 +4,7 @@ The WSGI application the tests serve.
 
 import json
 import os
+import signal
 import threading
 import time
 from urllib.parse import parse_qs
@@ -49,6 +50,9 @@ def application(environ, start_response):
         # Filled, not zeroed: untouched pages would not count as resident.
         _hoard.append(b"\x01" * (int(query["mb"]) << 20))
     if path == "/sleep":
+        print(f"sleeping in {os.getpid()}", flush=True)
         time.sleep(float(query["seconds"]))
+    if path == "/crash":
+        os.kill(os.getpid(), signal.SIGKILL)
     start_response("200 OK", headers + [("X-Pid", str(os.getpid()))])
     return [str(os.getpid()).encode()]
