@@ -38,7 +38,7 @@ main { padding: 16px 24px; }
 .totals { display: flex; flex-wrap: wrap; gap: 12px; margin-bottom: 16px; }
 .card { background: #fff; border-radius: 6px; padding: 8px 14px; box-shadow: 0 1px 2px #0002; }
 .card b { display: block; font-size: 20px; } .card small { color: #667; }
-.card.list b { font-size: 15px; font-weight: 500; line-height: 27px; } .card.list em { font-style: normal; font-weight: 700; }
+.card.list b { font-size: 14px; font-weight: 500; line-height: 27px; } .card.list em { font-style: normal; font-weight: 700; }
 .running { color: #8a5a00; }
 table { border-collapse: collapse; width: 100%; background: #fff; box-shadow: 0 1px 2px #0002; }
 th, td { padding: 6px 10px; text-align: right; border-bottom: 1px solid #e3e7ef; white-space: nowrap; }

@@ -29,7 +29,7 @@ def test_lifecycle_events_have_fields(servers, monkeypatch, tmp_path: Path) -> N
     log = tmp_path / "events.json"
     monkeypatch.setenv("PYTHONPATH", str(APPS))
     monkeypatch.setenv("PREFORK_TEST_JSON_LOG", str(log))
-    server = Server(*APP, "--workers", "2", "--max-requests", "3")
+    server = Server(*APP, "--workers", "1", "--max-requests", "3")
     server.command.insert(3, "--logger=jsonlog.observer")
     servers.append(server)
     server.start().serving()

@@ -155,7 +155,7 @@ def test_page_renders_in_chromium(serve, slowRequest, tmp_path: Path) -> None:
     assert re.search(r"<title>prefork: testapp:application</title>", dom)
     assert "requests/s (10 s)" in dom and "restarts" in dom
     screenshot = tmp_path / "status.png"
-    chromium("--hide-scrollbars", "--window-size=1200,360", f"--screenshot={screenshot}", url, profile=tmp_path / "profile-2")
+    chromium("--hide-scrollbars", "--window-size=1280,400", f"--screenshot={screenshot}", url, profile=tmp_path / "profile-2")
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert screenshot.stat().st_size > 10_000
     if os.environ.get("PREFORK_UPDATE_SCREENSHOT"):
