@@ -35,6 +35,10 @@ class ServerConfig:
         0 turns the watchdog off.
     @ivar accessLog: Where workers write the access log (C{"-"} for standard
         output), or L{None}.
+    @ivar accessLogFormat: The access log's format (see L{prefork.accesslog});
+        L{None} for the combined log format.
+    @ivar maxRss: A worker whose resident memory passes this many megabytes
+        retires; 0 means no limit.
     @ivar preload: Import the application once in the template, not in each
         worker.
     @ivar pythonPath: Directories put in front of C{sys.path} before the
@@ -50,6 +54,8 @@ class ServerConfig:
     gracefulTimeout: float = 30.0
     timeout: float = 30.0
     accessLog: str | None = None
+    accessLogFormat: str | None = None
+    maxRss: int = 0
     preload: bool = True
     pythonPath: tuple[str, ...] = field(default_factory=tuple)
 

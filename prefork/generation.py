@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from prefork.config import ServerConfig
-from prefork.messages import ACTIVATE_SIGNAL, FIRST_LISTEN_FD, STATUS_FD, Command, Message
+from prefork.messages import ACTIVATE_SIGNAL, FIRST_LISTEN_FD, STATUS_FD, Command, Message, WorkerReport
 from prefork.sockets import ListeningSocket
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class WorkerRecord:
     born: float = field(default_factory=time.monotonic)
     lastHeard: float = field(default_factory=time.monotonic)
     reason: str = ""
+    report: WorkerReport = field(default_factory=WorkerReport)
 
     @property
     def accepting(self) -> bool:

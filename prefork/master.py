@@ -22,11 +22,14 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.logfile import BaseLogFile
 
 from prefork.config import ServerConfig
 from prefork.generation import Generation, WorkerRecord, WorkerState
 from prefork.messages import EXIT_DONE, Event, Message
 from prefork.sockets import ListeningSocket
+from prefork.twistdlog import findLogFile
+from prefork.status import Tally, exitFields
 
 #: A worker dying before any worker of its generation served is a boot
 #: failure; after this many in a row the generation is given up.
@@ -84,6 +87,7 @@ class Master(Service):
 
     @ivar workerCount: How many workers each generation keeps serving.
     @ivar exitCode: The status twistd exits with; non-zero after a failure.
+    @ivar tally: What the workers that have exited served, and why they went.
     """
 
     _log = Logger()
@@ -108,6 +112,8 @@ class Master(Service):
         self.extraSignals: dict[int, Callable[[], None]] = {}
         self._watchdog = LoopingCall(self._checkHeartbeats)
         self._watchdog.clock = self.reactor
+        self.tally = Tally()
+        self._twistdLog: BaseLogFile | None = None
 
     # Starting and stopping.
 
@@ -176,7 +182,11 @@ class Master(Service):
             signal.SIGTTIN: self.addWorker,
             signal.SIGTTOU: self.removeWorker,
             **self.extraSignals,
+            signal.SIGUSR1: self.reopenLogs,
         }
+        # twistd's USR1 handler rotates its log file itself, which does
+        # nothing once logrotate has moved the file: reopen it instead.
+        self._twistdLog = findLogFile(signal.getsignal(signal.SIGUSR1))
         for signum, handler in handlers.items():
             signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
 
@@ -205,6 +215,17 @@ class Master(Service):
         for observer in self.observers:
             observer.reloading()
         self.startGeneration()
+
+    def reopenLogs(self) -> None:
+        """
+        Have every worker reopen the access log, and twistd its own log.
+        """
+        if self._twistdLog is not None:
+            self._twistdLog.reopen()
+        self._log.info("Reopening log files")
+        for generation in self.generations:
+            for pid in list(generation.workers):
+                generation.signal(pid, signal.SIGUSR1)
 
     def addWorker(self) -> None:
         self.workerCount += 1
@@ -236,12 +257,17 @@ class Master(Service):
         if message.event is Event.READY:
             record.state = WorkerState.SERVING
             record.limit = int(message.args[0])
+            self._log.info(
+                "Worker {pid} of generation {generation} ready, limit {limit} requests",
+                pid=record.pid, generation=generation.number, limit=record.limit,
+            )
             if "spare" in message.args and not record.spare:
                 # Activated while it booted.
                 generation.activate(record)
             self._workerReady(generation, record)
         elif message.event is Event.BEAT:
-            record.served = int(message.args[0])
+            record.report = message.report()
+            record.served = record.report.served
         elif message.event is Event.DRAINING:
             record.state = WorkerState.DRAINING
             record.served, record.reason = int(message.args[0]), message.args[1]
@@ -292,19 +318,20 @@ class Master(Service):
                 observer.serving(generation)
 
     def _workerExited(self, generation: Generation, record: WorkerRecord, status: int) -> None:
+        self.tally.workerExited(generation, record, status, self.stopping)
         clean = status >= 0 and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_DONE
         if clean:
             self._healthy(generation)
             self._log.info(
                 "Worker {pid} exited after {served} requests ({reason})",
-                pid=record.pid, served=record.served, reason=record.reason or "stopped",
+                pid=record.pid, generation=generation.number, served=record.served, reason=record.reason or "stopped",
             )
         elif not (generation.stopping or self.stopping):
             failures = self._failures[generation] = self._failures.get(generation, 0) + 1
             self._log.warn(
                 "Worker {pid} {how} after {served} requests{why}",
-                pid=record.pid, how=describeExit(status), served=record.served,
-                why=f" ({record.reason})" if record.reason else "",
+                pid=record.pid, generation=generation.number, how=describeExit(status), served=record.served,
+                why=f" ({record.reason})" if record.reason else "", **exitFields(status),
             )
             if not generation.everServed and failures >= MAX_BOOT_FAILURES:
                 self._generationFailed(generation, f"workers of generation {generation.number} die at start-up ({describeExit(status)})")
@@ -343,6 +370,7 @@ class Master(Service):
     def startGeneration(self) -> Generation:
         self._generationNumber += 1
         generation = Generation(self, self._generationNumber)
+        self._log.info("Generation {number} starting", number=generation.number)
         self.generations.append(generation)
         generation.start(self.reactor, self.config, self.sockets)
         self._reconcile(generation)

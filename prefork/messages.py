@@ -40,7 +40,7 @@ class Event(Enum):
     BORN = "born"  # template: forked worker PID, and "spare" for a spare
     READY = "ready"  # worker: booted, with its request limit, and "spare"
     ACTIVE = "active"  # spare worker: now accepting
-    BEAT = "beat"  # worker: alive, with the requests it has served
+    BEAT = "beat"  # worker: alive, with its WorkerReport
     DRAINING = "draining"  # worker: stopped accepting, with served and reason
     EXITED = "exited"  # template: worker PID exited, with its wait status
     FATAL = "fatal"  # template or worker: cannot serve, with one line why
@@ -82,7 +82,64 @@ class Message:
         """
         text = line.decode("utf-8", "replace")
         event, pid, *rest = text.split(" ", 2 if text.startswith("fatal ") else -1)
-        return cls(Event(event), int(pid), tuple(rest))
+        message = cls(Event(event), int(pid), tuple(rest))
+        if message.event is Event.BEAT:
+            message.report()
+        return message
+
+    def report(self) -> WorkerReport:
+        """
+        The report a L{Event.BEAT} carries.
+
+        @raise ValueError: It carries none.
+        """
+        return WorkerReport.fromArgs(self.args)
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    """
+    What a worker tells of itself in a L{Event.BEAT} line: at least once a
+    second, and soon after each change between busy and idle.
+
+    @ivar served: Requests admitted so far.
+    @ivar inFlight: Requests admitted and not yet answered.
+    @ivar rss: Resident memory, in bytes.
+    @ivar lastDuration: How long the last answered request took, in
+        microseconds.
+    @ivar lastPath: The path of the last request admitted (C{""}: none yet).
+    """
+
+    served: int = 0
+    inFlight: int = 0
+    rss: int = 0
+    lastDuration: int = 0
+    lastPath: str = ""
+
+    def toArgs(self) -> tuple[str, ...]:
+        # The path goes last: it is the only field that is not a number.
+        return (str(self.served), str(self.inFlight), str(self.rss), str(self.lastDuration), self.lastPath or "-")
+
+    @classmethod
+    def fromArgs(cls, args: tuple[str, ...]) -> WorkerReport:
+        """
+        A beat with the count of requests alone is a report too.
+
+        @raise ValueError: The arguments are not a report.
+        """
+        if not args:
+            raise ValueError("a beat without its count of requests")
+        served, inFlight, rss, lastDuration, lastPath = (*args[:5], "0", "0", "0", "-")[:5]
+        return cls(int(served), int(inFlight), int(rss), int(lastDuration), "" if lastPath == "-" else lastPath)
+
+
+def printablePath(path: bytes, limit: int = 200) -> str:
+    """
+    A request path as one word for a status line: no whitespace, no control
+    characters, at most C{limit} characters.
+    """
+    text = path[:limit].decode("ascii", "backslashreplace")
+    return "".join(c if c.isprintable() and not c.isspace() else f"\\x{ord(c):02x}" for c in text)
 
 
 def send(message: Message, fd: int = STATUS_FD) -> bool:

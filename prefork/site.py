@@ -10,6 +10,7 @@ while the worker drains; idle keep-alive connections are closed at once.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
@@ -18,17 +19,30 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
+from prefork.accesslog import AccessLog
+
 
 class WorkerRequest(Request):
     """
-    A request that is counted by its site before it is processed.
+    A request that is counted by its site before it is processed, and
+    reported to it when it ends, answered or not.
     """
+
+    startedAt = 0.0
+    ended = False
 
     def process(self) -> None:
         site: WorkerSite = self.channel.site
-        if site.admit():
+        self.startedAt = time.perf_counter()
+        if site.admit(self):
             self.closeConnectionAfterResponse()
         super().process()
+
+    def connectionLost(self, reason: Failure) -> None:
+        site = self.channel.site if self.channel is not None else None
+        super().connectionLost(reason)
+        if site is not None and self.startedAt and not self.ended:
+            site.requestEnded(self)
 
     def closeConnectionAfterResponse(self) -> None:
         """
@@ -84,6 +98,10 @@ class WorkerSite(Site):
     C{atLimit} when it has admitted the last one.
 
     @ivar served: How many requests this site has admitted.
+    @ivar inFlight: How many of them are not answered yet.
+    @ivar lastPath: The path of the last request admitted.
+    @ivar lastDuration: How long the last request took, in seconds.
+    @ivar changed: Called when the site turns busy or idle.
     @ivar closing: Set when the worker drains: every response from then on
         closes its connection.
     @ivar channels: The open connections.
@@ -98,26 +116,45 @@ class WorkerSite(Site):
         resource: IResource,
         limit: int,
         atLimit: Callable[[], None],
-        logPath: str | None = None,
+        accessLog: AccessLog | None = None,
     ) -> None:
-        super().__init__(resource, logPath=logPath)
+        super().__init__(resource)
         self.limit = limit
         self.atLimit = atLimit
+        self.accessLog = accessLog
+        self.changed: Callable[[], None] = lambda: None
         self.served = 0
+        self.inFlight = 0
+        self.lastPath = b""
+        self.lastDuration = 0.0
         self.closing = False
         self.channels: set[WorkerChannel] = set()
         self._emptyWaiters: list[Deferred[None]] = []
 
-    def admit(self) -> bool:
+    def admit(self, request: WorkerRequest) -> bool:
         """
         Count one more request.
 
         @return: Whether its connection must close after the response.
         """
         self.served += 1
+        self.inFlight += 1
+        self.lastPath = request.path
+        if self.inFlight == 1:
+            self.changed()
         if self.served == self.limit:
             self.atLimit()
         return self.closing
+
+    def requestEnded(self, request: WorkerRequest) -> None:
+        """
+        C{request} was answered, or its connection lost before it was.
+        """
+        request.ended = True
+        self.inFlight -= 1
+        self.lastDuration = time.perf_counter() - request.startedAt
+        if self.inFlight == 0:
+            self.changed()
 
     def closeIdleConnections(self) -> None:
         """
@@ -152,14 +189,10 @@ class WorkerSite(Site):
             waiter.callback(None)
 
     def log(self, request: Request) -> None:
-        # Without an access log, Twisted would send every request to the
-        # worker's log instead.
-        if self.logPath is not None:
-            super().log(request)
-
-    def _openLogFile(self, path: str | bytes):  # type: ignore[no-untyped-def]
-        # Every worker appends to the same file: line buffering with O_APPEND
-        # makes each line one atomic write.
-        if path == "-":
-            return open(1, "a", 1, newline="\n", closefd=False)
-        return super()._openLogFile(path)
+        # Twisted calls this as a request finishes; without an access log it
+        # would send every request to the worker's log instead.
+        if not isinstance(request, WorkerRequest) or request.ended or not request.startedAt:
+            return
+        self.requestEnded(request)
+        if self.accessLog is not None:
+            self.accessLog.write(request, self.lastDuration)

@@ -14,11 +14,15 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from prefork import inherited
+from prefork.accesslog import checkFormat
 from prefork.appload import parseAppSpec
 from prefork.config import DEMO_APP, ServerConfig
 from prefork.master import Master
+from prefork.proctitle import AVAILABLE as TITLES, TitleService, masterTitle
 from prefork.sdnotify import NotifyingObserver, SystemdNotifier
 from prefork.sockets import CannotListen, ListeningSocket, listen
+from prefork.status import StatusCollector, currentGeneration
+from prefork.statuspage import StatusService
 
 DEFAULT_LISTEN = "tcp:8080"
 
@@ -41,7 +45,10 @@ class Options(usage.Options):
         ["spare-workers", None, "1", "Workers kept booted but idle, to replace a retiring or dead worker at once."],
         ["graceful-timeout", None, "30", "Seconds a stopping worker may take to finish its requests and exit guards."],
         ["timeout", "t", "30", "Kill a worker whose event loop has been stuck this many seconds (0 = never)."],
-        ["access-log", None, None, "Write a combined-format access log to this file ('-' for standard output)."],
+        ["access-log", None, None, "Write an access log to this file ('-' for standard output); USR1 reopens it."],
+        ["access-log-format", None, None, "The access log's format, a Python format string over the fields in README [default: combined]."],
+        ["status", None, None, "Serve the status page, status.json and Prometheus /metrics on this endpoint, e.g. tcp:9191:interface=127.0.0.1."],
+        ["max-rss", None, "0", "Retire a worker once its resident memory passes this many MB (0 = no limit)."],
     ]
     optFlags = [
         ["no-preload", None, "Import the app in each worker after the fork, instead of once in the template."],
@@ -119,6 +126,19 @@ class Options(usage.Options):
         minRequests = None if self["min-requests"] is None else _number(self, "min-requests", 1)
         if minRequests is not None and (maxRequests == 0 or minRequests > maxRequests):
             raise usage.UsageError("--min-requests must not be above --max-requests (nor given with --max-requests 0)")
+        self["statusEndpoint"] = None
+        if self["status"] is not None:
+            from twisted.internet import reactor
+
+            try:
+                self["statusEndpoint"] = serverFromString(reactor, self["status"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise usage.UsageError(f"--status {self['status']!r} is not a server endpoint: {e}")
+        if self["access-log-format"] is not None:
+            try:
+                checkFormat(self["access-log-format"])
+            except ValueError as e:
+                raise usage.UsageError(f"--access-log-format {e}")
         self["config"] = ServerConfig(
             app=self["app"],
             workers=_number(self, "workers", 1),
@@ -128,7 +148,9 @@ class Options(usage.Options):
             spareWorkers=_number(self, "spare-workers", 0),
             gracefulTimeout=_number(self, "graceful-timeout", 0, float),
             timeout=_number(self, "timeout", 0, float),
-            accessLog=None if self["access-log"] is None else (self["access-log"] if self["access-log"] == "-" else os.path.abspath(self["access-log"])),
+            accessLog=_accessLog(self["access-log"]),
+            accessLogFormat=self["access-log-format"],
+            maxRss=_number(self, "max-rss", 0),
             preload=not self["no-preload"],
             pythonPath=tuple([os.getcwd(), *self["pythonpath"]]),
         )
@@ -150,6 +172,22 @@ def _endpoint(description: str) -> Any:
         return serverFromString(reactor, description)
     except (ValueError, KeyError, TypeError) as e:
         raise usage.UsageError(f"--listen {description!r} is not a server endpoint: {e}")
+
+
+def _accessLog(path: str | None) -> str | None:
+    """
+    The absolute path of the access log, checked to be writable now rather
+    than in every worker.
+    """
+    if path is None or path == "-":
+        return path
+    path = os.path.abspath(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise usage.UsageError(f"--access-log {path!r} cannot be opened: {e.strerror}")
+    return path
 
 
 def _number(options: Options, name: str, minimum: int, kind: type = int) -> Any:
@@ -175,7 +213,8 @@ def makeService(options: Options) -> IService:
     except CannotListen as e:
         raise SystemExit(f"twistd prefork: {e}")
     top = MultiService()
-    master = Master(options["config"], sockets)
+    config: ServerConfig = options["config"]
+    master = Master(config, sockets)
     if inherited.underEinhorn():
         # einhorn asks its workers to stop gracefully with USR2.
         master.extraSignals[signal.SIGUSR2] = master.gracefulStop
@@ -183,6 +222,10 @@ def makeService(options: Options) -> IService:
     if notifier is not None:
         master.observers.append(NotifyingObserver(notifier))
     master.setServiceParent(top)
+    if options["statusEndpoint"] is not None:
+        StatusService(options["statusEndpoint"], options["status"], StatusCollector(master)).setServiceParent(top)
+    if TITLES:
+        TitleService(lambda: masterTitle(config.app, currentGeneration(master), master.workerCount)).setServiceParent(top)
     return top
 
 

@@ -38,6 +38,7 @@ from prefork.messages import (
     Message,
     send,
 )
+from prefork.proctitle import setTitle, templateTitle
 from prefork.worker import Listener, serve
 
 
@@ -210,6 +211,10 @@ def main(argv: list[str]) -> NoReturn:
     # The master decides what a terminal's Ctrl-C or hang-up means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # USR1 asks workers to reopen their logs; until a new worker's reactor
+    # handles it, it must not kill the worker (nor this process).
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    setTitle(templateTitle(config.app, arguments["generation"]))
     # Until a worker is ready to be woken, waking it must not kill it.
     signal.signal(ACTIVATE_SIGNAL, signal.SIG_IGN)
     listeners = _listeners(arguments["sockets"])

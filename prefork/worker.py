@@ -28,10 +28,14 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel, eventAsText, globalLogBeginner
 from twisted.python.threadpool import ThreadPool
 
+from prefork.accesslog import COMBINED, AccessLog
 from prefork.appload import AppLoadError, WSGIApplication, loadApp
 from prefork.config import ServerConfig
 from prefork.exitguard import ExitGuard
+from prefork.heartbeat import Heartbeat
+from prefork.memory import residentBytes
 from prefork.messages import ACTIVATE_SIGNAL, EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
+from prefork.proctitle import setTitle, workerTitle
 from prefork.site import WorkerSite
 from prefork.wsgi import WorkerWSGIResource
 
@@ -83,10 +87,13 @@ class Worker:
         resource = WorkerWSGIResource(
             reactor, self.threadpool, application, {"prefork.exit_guard": self.guard, "prefork.worker": about}
         )
-        self.site = WorkerSite(resource, self.limit, lambda: self.drain("limit"), logPath=config.accessLog)
+        self.accessLog = None if config.accessLog is None else AccessLog(config.accessLog, config.accessLogFormat or COMBINED)
+        self.site = WorkerSite(resource, self.limit, lambda: self.drain("limit"), self.accessLog)
+        self.heartbeat = Heartbeat(self.pid, self.site)
+        self.site.changed = self.heartbeat.changed
         self._listeners = listeners
         self._ports: list[IListeningPort] = []
-        self._heartbeat = LoopingCall(self._beat)
+        self._beating = LoopingCall(self._beat)
         self._deadline: IDelayedCall | None = None
         self.draining = False
 
@@ -114,11 +121,12 @@ class Worker:
             (signal.SIGTERM, lambda: self.drain("stop")),
             (signal.SIGINT, lambda: self.drain("quick", QUICK_STOP_TIMEOUT)),
             (signal.SIGQUIT, lambda: self.drain("quick", QUICK_STOP_TIMEOUT)),
+            (signal.SIGUSR1, self.reopenLogs),
             (ACTIVATE_SIGNAL, self.activate),
         ]:
             signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
         send(Message(Event.READY, self.pid, (str(self.limit), *(("spare",) if self.spare else ()))))
-        self._heartbeat.start(HEARTBEAT_INTERVAL, now=False)
+        self._beating.start(HEARTBEAT_INTERVAL)
 
     def activate(self) -> None:
         """
@@ -132,9 +140,22 @@ class Worker:
         send(Message(Event.ACTIVE, self.pid))
 
     def _beat(self) -> None:
-        alive = send(Message(Event.BEAT, self.pid, (str(self.site.served),)))
+        self.heartbeat.rss = rss = residentBytes()
+        alive = self.heartbeat.beat()
+        setTitle(workerTitle(self.config.app, self.generation, self.site.served, self.limit, self.spare))
         if not alive or os.getppid() != self.parentPid:
             self.drain("orphaned", QUICK_STOP_TIMEOUT)
+        elif self.config.maxRss and rss > self.config.maxRss * 2**20 and not self.draining:
+            _log.info(
+                "Using {rss} MB, more than --max-rss {limit} MB: retiring",
+                rss=rss >> 20, limit=self.config.maxRss,
+            )
+            self.drain("memory")
+
+    def reopenLogs(self) -> None:
+        if self.accessLog is not None:
+            self.accessLog.reopen()
+            _log.info("Reopened the access log {path}", path=self.accessLog.path)
 
     def drain(self, reason: str, timeout: float | None = None) -> None:
         """
@@ -192,8 +213,9 @@ class Worker:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
-        if self._heartbeat.running:
-            self._heartbeat.stop()
+        if self._beating.running:
+            self._beating.stop()
+            self.heartbeat.stop()
         if self.reactor.running:
             self.reactor.stop()
 

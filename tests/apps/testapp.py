@@ -10,6 +10,8 @@ import time
 from urllib.parse import parse_qs
 
 NOT_CALLABLE = 42
+#: What /allocate keeps alive, so that the worker's memory stays used.
+_hoard = []
 
 
 def _guarded(environ, seconds, marker):
@@ -44,6 +46,9 @@ def application(environ, start_response):
         return [json.dumps({k: v for k, v in environ.items() if isinstance(v, (str, bool, int))}).encode()]
     if path == "/guard":
         _guarded(environ, float(query["seconds"]), query["marker"])
+    if path == "/allocate":
+        # Filled, not zeroed: untouched pages would not count as resident.
+        _hoard.append(b"\x01" * (int(query["mb"]) << 20))
     if path == "/sleep":
         print(f"sleeping in {os.getpid()}", flush=True)
         time.sleep(float(query["seconds"]))
