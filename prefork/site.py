@@ -1,10 +1,18 @@
 """
 The HTTP side of a worker: a L{Site} that counts the requests it admits and
-can close every connection it has without losing a request.
+can close every connection it has without losing a request, and connections
+that hold every request to the rules of HTTP/1.1 and to the worker's limits
+before it reaches the application.
 
 A worker retires after its limit of requests.  The request that reaches the
 limit is answered with C{Connection: close}, and so is every request admitted
 while the worker drains; idle keep-alive connections are closed at once.
+
+Twisted's L{HTTPChannel} parses each request.  L{WorkerChannel} adds what a
+front server needs on top (L{prefork.http} holds the rules themselves): the
+request-target forms, Host, body framing, the request line, header and body
+limits, HTTP/1.0 keep-alive, and two timeouts that keep idle and slow clients
+from costing more than a file descriptor.
 """
 
 from __future__ import annotations
@@ -13,16 +21,40 @@ import socket
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
+from twisted.web.http import (
+    NO_BODY_CODES,
+    REQUEST_ENTITY_TOO_LARGE,
+    REQUEST_URI_TOO_LONG,
+    HTTPChannel,
+    _IdentityTransferDecoder,
+)
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
+
+from prefork.http import (
+    ChunkedDecoder,
+    Rejection,
+    checkHost,
+    checkTransferCoding,
+    isPersistent,
+    parseContentLength,
+    parseTarget,
+    rejectionResponse,
+)
+from prefork.limits import RequestLimits
+
+REQUEST_HEADER_FIELDS_TOO_LARGE = 431
+REQUEST_TIMEOUT = 408
 
 
 class WorkerRequest(Request):
     """
     A request that is counted by its site before it is processed.
     """
+
+    channel: WorkerChannel
 
     def process(self) -> None:
         site: WorkerSite = self.channel.site
@@ -38,21 +70,221 @@ class WorkerRequest(Request):
         self.channel.persistent = False
         self.responseHeaders.setRawHeaders(b"connection", [b"close"])
 
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting and self.clientproto == b"HTTP/1.0" and self.channel.persistent:
+            self._keepAliveHTTP10()
+        super().write(data)
+
+    def _keepAliveHTTP10(self) -> None:
+        # An HTTP/1.0 client has no chunked coding: without a length, only
+        # closing the connection can end the body.
+        if (
+            self.responseHeaders.hasHeader(b"content-length")
+            or self.method == b"HEAD"
+            or self.code in NO_BODY_CODES
+        ):
+            self.responseHeaders.setRawHeaders(b"connection", [b"keep-alive"])
+        else:
+            self.channel.persistent = False
+
+
+# Where a connection is in its request cycle, which decides its timeout.
+_IDLE = "idle"  # between requests: the keep-alive timeout
+_HEAD = "head"  # reading a request head: the header timeout, from its start
+_BODY = "body"  # reading a body: the header timeout, from the last byte
+_BUSY = "busy"  # the application has the request: no timeout
+
 
 class WorkerChannel(HTTPChannel):
     """
-    An HTTP connection its site keeps track of.
+    An HTTP connection its site keeps track of, which enforces the site's
+    L{RequestLimits} and answers a request it rejects with a short error
+    and a close.
+
+    Its timeouts replace Twisted's idle timeout: a client has
+    C{headerTimeout} seconds to send a request head, however it trickles
+    it; may pause that long at most while sending a body; and may keep an
+    idle connection for C{keepaliveTimeout} seconds.
     """
 
     site: WorkerSite
+    requestFactory = WorkerRequest
+    limits: RequestLimits
+    _deadline: IDelayedCall | None = None
+    _phase = _HEAD
+    _rejected = False
+    _bodyReceived = 0
 
     def connectionMade(self) -> None:
+        limits = self.limits = self.site.limits
+        # Lines longer than this are refused before they are buffered whole.
+        self.MAX_LENGTH = limits.longestLine
+        self.maxHeaders = limits.fields + 1
+        self.totalHeadersSize = limits.headSize
         super().connectionMade()
+        self._deadline = self.callLater(limits.headerTimeout, self._timedOut)
         self.site.channels.add(self)
 
     def connectionLost(self, reason: Failure) -> None:
+        self._cancelDeadline()
         super().connectionLost(reason)
         self.site.channelClosed(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        phase = self._phase
+        if phase is _IDLE:
+            self._phase = _HEAD
+            self._deadline.reset(self.limits.headerTimeout)  # type: ignore[union-attr]
+        elif phase is _BODY:
+            self._deadline.reset(self.limits.headerTimeout)  # type: ignore[union-attr]
+        super().dataReceived(data)
+
+    def _timedOut(self) -> None:
+        self._deadline = None
+        if self._phase is _IDLE or (not self.requests and not self._buffer):
+            # Nothing of a request arrived: close quietly, as a client
+            # that reuses an idle connection expects.
+            self.loseConnection()
+        else:
+            self.reject(REQUEST_TIMEOUT, "request not received in time")
+
+    def _cancelDeadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def reject(self, code: int, reason: str = "") -> None:
+        """
+        Answer the request being read with C{code} and close the connection;
+        the application never sees it.
+        """
+        if self._rejected:
+            return
+        self._rejected = True
+        self._phase = _BUSY
+        self.persistent = False
+        self._cancelDeadline()
+        self.transport.write(rejectionResponse(code, reason))
+        self.loseConnection()
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # Twisted's own rejections, in the same form as ours.
+        self.reject(400)
+
+    def lineReceived(self, line: bytes) -> None:
+        # Twisted's name-mangled flag is the only record of whether this is
+        # a request line or a header line.
+        if self._HTTPChannel__first_line:  # type: ignore[attr-defined]
+            if len(line) > self.limits.requestLine:
+                return self.reject(REQUEST_URI_TOO_LONG, "request line too long")
+        elif len(line) > self.limits.fieldSize:
+            return self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "header field too long")
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        if self._HTTPChannel__first_line:  # type: ignore[attr-defined]
+            self.reject(REQUEST_URI_TOO_LONG, "request line too long")
+        else:
+            self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "header field too long")
+
+    def headerReceived(self, line: bytes) -> bool:
+        # An obsolete line folding can make a field longer than any line.
+        if len(line) > self.limits.fieldSize:
+            self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "header field too long")
+            return False
+        if self._receivedHeaderCount >= self.limits.fields:
+            self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields")
+            return False
+        return super().headerReceived(line)
+
+    def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
+        try:
+            if header == b"Content-Length":
+                length: int | None = parseContentLength(data)
+                decoder: object = _IdentityTransferDecoder(
+                    length, self.requests[-1].handleContentChunk, self._finishRequestBody
+                )
+            elif header == b"Transfer-Encoding":
+                checkTransferCoding(self._version, data)
+                length = None
+                decoder = ChunkedDecoder(self._chunkReceived, self._finishRequestBody)
+            else:
+                return True
+            if self._transferDecoder is not None:
+                raise Rejection(400, "more than one Content-Length or Transfer-Encoding")
+        except Rejection as e:
+            self.reject(e.code, e.reason)
+            self.length = None
+            return False
+        self.length = length
+        self._transferDecoder = decoder
+        return True
+
+    def _chunkReceived(self, data: bytes) -> None:
+        if self._rejected:
+            return
+        self._bodyReceived += len(data)
+        if self.limits.bodyTooLarge(self._bodyReceived):
+            self.reject(REQUEST_ENTITY_TOO_LARGE, "request body too large")
+            return
+        self.requests[-1].handleContentChunk(data)
+
+    def allHeadersReceived(self) -> None:
+        try:
+            self._checkHead(self.requests[-1])
+        except Rejection as e:
+            self.reject(e.code, e.reason)
+            return
+        super().allHeadersReceived()
+        if self.length != 0:
+            self._phase = _BODY
+            self._bodyReceived = 0
+            self._deadline.reset(self.limits.headerTimeout)  # type: ignore[union-attr]
+
+    def _checkHead(self, request: Request) -> None:
+        """
+        Check what Twisted leaves open in a complete request head, before
+        any of its body is read; bring an absolute-form target to
+        origin-form, the target's authority becoming the Host.
+
+        @raise Rejection: The request cannot be served.
+        """
+        target, authority = parseTarget(self._command, self._path)
+        headers = request.requestHeaders
+        checkHost(self._version, headers.getRawHeaders(b"host"))
+        if authority is not None:
+            # RFC 9112 section 3.2.2: the target's authority wins over Host.
+            self._path = target
+            headers.setRawHeaders(b"host", [authority])
+        if self.length and self.limits.bodyTooLarge(self.length):
+            raise Rejection(REQUEST_ENTITY_TOO_LARGE, "request body too large")
+
+    def checkPersistence(self, request: Request, version: bytes) -> bool:
+        persistent = isPersistent(version, request.requestHeaders.getRawHeaders(b"connection"))
+        if not persistent and version == b"HTTP/1.1":
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        return persistent
+
+    def _send100Continue(self) -> None:
+        # Only a request with a body waits for the go-ahead; one refused on
+        # its head (413, say) got its final answer instead.
+        if self.length != 0:
+            super()._send100Continue()
+
+    def allContentReceived(self) -> None:
+        if self._rejected:
+            return
+        self._phase = _BUSY
+        self._cancelDeadline()
+        super().allContentReceived()
+
+    def requestDone(self, request: Request) -> None:
+        if self.persistent:
+            # Before Twisted replays a pipelined request, which moves the
+            # connection on to reading its head.
+            self._phase = _IDLE
+            self._deadline = self.callLater(self.limits.keepaliveTimeout, self._timedOut)
+        super().requestDone(request)
 
     def isIdle(self) -> bool:
         """
@@ -81,6 +313,7 @@ class WorkerSite(Site):
     @ivar closing: Set when the worker drains: every response from then on
         closes its connection.
     @ivar channels: The open connections.
+    @ivar limits: What every connection enforces.
     """
 
     requestFactory = WorkerRequest
@@ -93,8 +326,12 @@ class WorkerSite(Site):
         limit: int,
         atLimit: Callable[[], None],
         logPath: str | None = None,
+        limits: RequestLimits = RequestLimits(),
     ) -> None:
-        super().__init__(resource, logPath=logPath)
+        # No idle timeout of Twisted's: WorkerChannel keeps its own, and a
+        # WSGI server leaves request bodies to the application unparsed.
+        super().__init__(resource, logPath=logPath, timeout=None, parsePOSTFormSubmission=False)
+        self.limits = limits
         self.limit = limit
         self.atLimit = atLimit
         self.served = 0

@@ -13,8 +13,10 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from prefork.appload import parseAppSpec
+from prefork import limits
 from prefork.config import DEMO_APP, ServerConfig
 from prefork.master import Master
+from prefork.proxies import parseForwardedAllowIps
 from prefork.sockets import CannotListen, listen
 
 DEFAULT_LISTEN = "tcp:8080"
@@ -37,9 +39,23 @@ class Options(usage.Options):
         ["threads", None, "0", "WSGI threads per worker (0 = run the app in the worker's reactor thread)."],
         ["graceful-timeout", None, "30", "Seconds a stopping worker may take to finish its requests and exit guards."],
         ["access-log", None, None, "Write a combined-format access log to this file ('-' for standard output)."],
+        ["limit-request-line", None, str(limits.DEFAULT_REQUEST_LINE), "Longest request line in bytes; longer gets 414."],
+        ["limit-request-fields", None, str(limits.DEFAULT_REQUEST_FIELDS), "Most header fields in a request; more gets 431."],
+        ["limit-request-field-size", None, str(limits.DEFAULT_REQUEST_FIELD_SIZE),
+         "Longest header field in bytes; longer gets 431."],
+        ["limit-request-body", None, str(limits.DEFAULT_REQUEST_BODY),
+         "Largest request body in bytes; larger gets 413 (0 = no limit)."],
+        ["header-timeout", None, "%g" % limits.DEFAULT_HEADER_TIMEOUT,
+         "Seconds a client has to send a request head, and the longest pause while it sends a body."],
+        ["keepalive-timeout", None, "%g" % limits.DEFAULT_KEEPALIVE_TIMEOUT,
+         "Seconds an idle keep-alive connection stays open."],
+        ["script-name", None, "", "Mount the app below this URL prefix (its SCRIPT_NAME), e.g. /app."],
+        ["forwarded-allow-ips", None, "127.0.0.1",
+         "Comma-separated addresses or networks (or *) whose X-Forwarded-Proto sets wsgi.url_scheme."],
     ]
     optFlags = [
         ["no-preload", None, "Import the app in each worker after the fork, instead of once in the template."],
+        ["display-tracebacks", None, "Send the traceback of an application error to the client with its 500."],
     ]
     compData = usage.Completions(
         optActions={"access-log": usage.CompleteFiles(), "pythonpath": usage.CompleteDirs()},
@@ -119,6 +135,15 @@ class Options(usage.Options):
             accessLog=None if self["access-log"] is None else (self["access-log"] if self["access-log"] == "-" else os.path.abspath(self["access-log"])),
             preload=not self["no-preload"],
             pythonPath=tuple([os.getcwd(), *self["pythonpath"]]),
+            limitRequestLine=_number(self, "limit-request-line", 1),
+            limitRequestFields=_number(self, "limit-request-fields", 1),
+            limitRequestFieldSize=_number(self, "limit-request-field-size", 1),
+            limitRequestBody=_number(self, "limit-request-body", 0),
+            headerTimeout=_seconds(self, "header-timeout"),
+            keepaliveTimeout=_seconds(self, "keepalive-timeout"),
+            scriptName=_scriptName(self["script-name"]),
+            forwardedAllowIps=_forwardedAllowIps(self["forwarded-allow-ips"]),
+            displayTracebacks=bool(self["display-tracebacks"]),
         )
 
 
@@ -131,6 +156,31 @@ def _number(options: Options, name: str, minimum: int, kind: type = int) -> Any:
     if number is None or number < minimum:
         raise usage.UsageError(f"--{name} must be a number of at least {minimum}, not {value!r}")
     return number
+
+
+def _seconds(options: Options, name: str) -> float:
+    value = options[name]
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise usage.UsageError(f"--{name} must be a number of seconds above 0, not {value!r}")
+    return seconds
+
+
+def _scriptName(value: str) -> str:
+    if value and not value.startswith("/"):
+        raise usage.UsageError(f"--script-name must start with '/', not {value!r}")
+    # "/app/" and "/app" mount at the same place; "/" is the root.
+    return value.rstrip("/")
+
+
+def _forwardedAllowIps(value: str) -> tuple[str, ...]:
+    try:
+        return parseForwardedAllowIps(value)
+    except ValueError as e:
+        raise usage.UsageError(f"--forwarded-allow-ips {value!r}: {e}")
 
 
 def makeService(options: Options) -> IService:

@@ -28,6 +28,7 @@ from prefork.appload import AppLoadError, WSGIApplication, loadApp
 from prefork.config import ServerConfig
 from prefork.exitguard import ExitGuard
 from prefork.messages import EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
+from prefork.proxies import TrustedProxies
 from prefork.site import WorkerSite
 from prefork.wsgi import WorkerWSGIResource
 
@@ -75,9 +76,17 @@ class Worker:
         self.threadpool = ThreadPool(config.threads, config.threads, "prefork-wsgi") if config.threads else None
         about = {"pid": self.pid, "generation": generation, "limit": self.limit}
         resource = WorkerWSGIResource(
-            reactor, self.threadpool, application, {"prefork.exit_guard": self.guard, "prefork.worker": about}
+            reactor,
+            self.threadpool,
+            application,
+            {"prefork.exit_guard": self.guard, "prefork.worker": about},
+            scriptName=config.scriptName,
+            trustedProxies=TrustedProxies(config.forwardedAllowIps),
+            displayTracebacks=config.displayTracebacks,
         )
-        self.site = WorkerSite(resource, self.limit, lambda: self.drain("limit"), logPath=config.accessLog)
+        self.site = WorkerSite(
+            resource, self.limit, lambda: self.drain("limit"), logPath=config.accessLog, limits=config.requestLimits()
+        )
         self._listeners = listeners
         self._ports: list[IListeningPort] = []
         self._heartbeat = LoopingCall(self._beat)
