@@ -303,7 +303,7 @@ class _Exchange:
         ):
             _log.error(
                 "WSGI application sent {sent} of the {declared} bytes its Content-Length promised for {uri}",
-                sent=request.sentLength, declared=self.declaredLength, uri=request.uri,
+                sent=request.sentLength, declared=self.declaredLength, uri=_native(request.uri),
             )
             self._abort()
             return
@@ -327,7 +327,7 @@ class _Exchange:
         connection so that the client cannot take a truncated body for whole.
         """
         _log.failure("WSGI application error in {method} {uri}", failure,
-                     method=self.environ["REQUEST_METHOD"], uri=self.request.uri)
+                     method=self.environ["REQUEST_METHOD"], uri=_native(self.request.uri))
         if self.disconnected:
             return
         request = self.request

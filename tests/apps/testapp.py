@@ -158,3 +158,13 @@ def validated(environ, start_response):
     if environ["PATH_INFO"] == "/header":
         return protocol(environ, start_response)
     return _checked(environ, start_response)
+
+
+def _breaksPEP3333(environ, start_response):
+    # No Content-Type: the validator refuses it.
+    start_response("200 OK", [])
+    return [b"x"]
+
+
+#: An application the validator catches breaking PEP 3333.
+brokenUnderValidator = validator(_breaksPEP3333)
