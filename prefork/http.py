@@ -154,8 +154,10 @@ def isPersistent(version: bytes, connection: Sequence[bytes] | None) -> bool:
     9.3): HTTP/1.1 unless it says C{close}, HTTP/1.0 if it says
     C{keep-alive}.
     """
+    if not connection:
+        return version == b"HTTP/1.1"
     tokens = set()
-    for value in connection or ():
+    for value in connection:
         tokens.update(token.strip(b" \t").lower() for token in value.split(b","))
     if version == b"HTTP/1.1":
         return b"close" not in tokens

@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from twisted.web.http import (
     NO_BODY_CODES,
@@ -104,29 +104,36 @@ class WorkerChannel(HTTPChannel):
     Its timeouts replace Twisted's idle timeout: a client has
     C{headerTimeout} seconds to send a request head, however it trickles
     it; may pause that long at most while sending a body; and may keep an
-    idle connection for C{keepaliveTimeout} seconds.
+    idle connection for C{keepaliveTimeout} seconds.  A connection only
+    notes its deadline; its site's sweep enforces it, which costs a request
+    two clock reads instead of a timer.
+
+    @ivar deadline: When this connection times out (L{None}: never).
     """
 
     site: WorkerSite
     requestFactory = WorkerRequest
     limits: RequestLimits
-    _deadline: IDelayedCall | None = None
+    deadline: float | None = None
     _phase = _HEAD
     _rejected = False
     _bodyReceived = 0
 
     def connectionMade(self) -> None:
         limits = self.limits = self.site.limits
-        # Lines longer than this are refused before they are buffered whole.
+        # Lines longer than this are refused before they are buffered whole;
+        # a request line that is shorter but still too long is refused once
+        # its head is in.
         self.MAX_LENGTH = limits.longestLine
-        self.maxHeaders = limits.fields + 1
+        self.maxHeaders = limits.fields
         self.totalHeadersSize = limits.headSize
+        self._seconds = self.site.seconds
         super().connectionMade()
-        self._deadline = self.callLater(limits.headerTimeout, self._timedOut)
+        self.deadline = self._seconds() + limits.headerTimeout
         self.site.channels.add(self)
 
     def connectionLost(self, reason: Failure) -> None:
-        self._cancelDeadline()
+        self.deadline = None
         super().connectionLost(reason)
         self.site.channelClosed(self)
 
@@ -134,24 +141,22 @@ class WorkerChannel(HTTPChannel):
         phase = self._phase
         if phase is _IDLE:
             self._phase = _HEAD
-            self._deadline.reset(self.limits.headerTimeout)  # type: ignore[union-attr]
+            self.deadline = self._seconds() + self.limits.headerTimeout
         elif phase is _BODY:
-            self._deadline.reset(self.limits.headerTimeout)  # type: ignore[union-attr]
+            self.deadline = self._seconds() + self.limits.headerTimeout
         super().dataReceived(data)
 
-    def _timedOut(self) -> None:
-        self._deadline = None
+    def timedOut(self) -> None:
+        """
+        The deadline passed: close an idle connection quietly, as a client
+        that reuses it expects; answer a request that did not arrive in
+        time with 408.
+        """
+        self.deadline = None
         if self._phase is _IDLE or (not self.requests and not self._buffer):
-            # Nothing of a request arrived: close quietly, as a client
-            # that reuses an idle connection expects.
             self.loseConnection()
         else:
             self.reject(REQUEST_TIMEOUT, "request not received in time")
-
-    def _cancelDeadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
 
     def reject(self, code: int, reason: str = "") -> None:
         """
@@ -163,37 +168,31 @@ class WorkerChannel(HTTPChannel):
         self._rejected = True
         self._phase = _BUSY
         self.persistent = False
-        self._cancelDeadline()
+        self.deadline = None
         self.transport.write(rejectionResponse(code, reason))
         self.loseConnection()
 
     def _respondToBadRequestAndDisconnect(self) -> None:
-        # Twisted's own rejections, in the same form as ours.
-        self.reject(400)
-
-    def lineReceived(self, line: bytes) -> None:
-        # Twisted's name-mangled flag is the only record of whether this is
-        # a request line or a header line.
-        if self._HTTPChannel__first_line:  # type: ignore[attr-defined]
-            if len(line) > self.limits.requestLine:
-                return self.reject(REQUEST_URI_TOO_LONG, "request line too long")
-        elif len(line) > self.limits.fieldSize:
-            return self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "header field too long")
-        super().lineReceived(line)
+        # Twisted's own rejections, in the same form as ours; its count of
+        # header fields is ours.
+        if self._receivedHeaderCount > self.maxHeaders:
+            self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields")
+        else:
+            self.reject(400)
 
     def lineLengthExceeded(self, line: bytes) -> None:
+        # Twisted's name-mangled flag is the only record of whether this is
+        # a request line or a header line.
         if self._HTTPChannel__first_line:  # type: ignore[attr-defined]
             self.reject(REQUEST_URI_TOO_LONG, "request line too long")
         else:
             self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "header field too long")
 
     def headerReceived(self, line: bytes) -> bool:
-        # An obsolete line folding can make a field longer than any line.
+        # Lines are checked against the longer of the two limits, and an
+        # obsolete line folding can make a field longer than any line.
         if len(line) > self.limits.fieldSize:
             self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "header field too long")
-            return False
-        if self._receivedHeaderCount >= self.limits.fields:
-            self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields")
             return False
         return super().headerReceived(line)
 
@@ -239,7 +238,7 @@ class WorkerChannel(HTTPChannel):
         if self.length != 0:
             self._phase = _BODY
             self._bodyReceived = 0
-            self._deadline.reset(self.limits.headerTimeout)  # type: ignore[union-attr]
+            self.deadline = self._seconds() + self.limits.headerTimeout
 
     def _checkHead(self, request: Request) -> None:
         """
@@ -249,6 +248,8 @@ class WorkerChannel(HTTPChannel):
 
         @raise Rejection: The request cannot be served.
         """
+        if len(self._command) + len(self._path) + len(self._version) + 2 > self.limits.requestLine:
+            raise Rejection(REQUEST_URI_TOO_LONG, "request line too long")
         target, authority = parseTarget(self._command, self._path)
         headers = request.requestHeaders
         checkHost(self._version, headers.getRawHeaders(b"host"))
@@ -275,7 +276,7 @@ class WorkerChannel(HTTPChannel):
         if self._rejected:
             return
         self._phase = _BUSY
-        self._cancelDeadline()
+        self.deadline = None
         super().allContentReceived()
 
     def requestDone(self, request: Request) -> None:
@@ -283,7 +284,7 @@ class WorkerChannel(HTTPChannel):
             # Before Twisted replays a pipelined request, which moves the
             # connection on to reading its head.
             self._phase = _IDLE
-            self._deadline = self.callLater(self.limits.keepaliveTimeout, self._timedOut)
+            self.deadline = self._seconds() + self.limits.keepaliveTimeout
         super().requestDone(request)
 
     def isIdle(self) -> bool:
@@ -332,12 +333,34 @@ class WorkerSite(Site):
         # WSGI server leaves request bodies to the application unparsed.
         super().__init__(resource, logPath=logPath, timeout=None, parsePOSTFormSubmission=False)
         self.limits = limits
+        self.seconds = self.reactor.seconds
+        # Timeouts are enforced this often: a small part of the shortest.
+        self._sweeper = LoopingCall(self._sweep)
+        self._sweeper.clock = self.reactor
+        self._sweepInterval = min(1.0, limits.headerTimeout / 4, limits.keepaliveTimeout / 4)
         self.limit = limit
         self.atLimit = atLimit
         self.served = 0
         self.closing = False
         self.channels: set[WorkerChannel] = set()
         self._emptyWaiters: list[Deferred[None]] = []
+
+    def startFactory(self) -> None:
+        super().startFactory()
+        self._sweeper.start(self._sweepInterval, now=False)
+
+    def stopFactory(self) -> None:
+        if self._sweeper.running:
+            self._sweeper.stop()
+        super().stopFactory()
+
+    def _sweep(self) -> None:
+        """
+        Time out every connection whose deadline has passed.
+        """
+        now = self.seconds()
+        for channel in [c for c in self.channels if c.deadline is not None and c.deadline <= now]:
+            channel.timedOut()
 
     def admit(self) -> bool:
         """
