@@ -33,6 +33,7 @@ from twisted.web.http import (
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
+from prefork.bodyinput import ContinueInput
 from prefork.http import (
     ChunkedDecoder,
     Rejection,
@@ -55,6 +56,16 @@ class WorkerRequest(Request):
     """
 
     channel: WorkerChannel
+    #: The application got this request before its body.
+    dispatchedEarly = False
+    _handedOver = False
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        # Once only: a request dispatched early is not handed over again
+        # when its body is complete.
+        if not self._handedOver:
+            self._handedOver = True
+            super().requestReceived(command, path, version)
 
     def process(self) -> None:
         site: WorkerSite = self.channel.site
@@ -71,8 +82,12 @@ class WorkerRequest(Request):
         self.responseHeaders.setRawHeaders(b"connection", [b"close"])
 
     def write(self, data: bytes) -> None:
-        if not self.startedWriting and self.clientproto == b"HTTP/1.0" and self.channel.persistent:
-            self._keepAliveHTTP10()
+        if not self.startedWriting:
+            if self.clientproto == b"HTTP/1.0" and self.channel.persistent:
+                self._keepAliveHTTP10()
+            elif self.dispatchedEarly and not self.content.complete:
+                # Answered without (all of) its body: the connection ends.
+                self.closeConnectionAfterResponse()
         super().write(data)
 
     def _keepAliveHTTP10(self) -> None:
@@ -116,7 +131,13 @@ class WorkerChannel(HTTPChannel):
     limits: RequestLimits
     deadline: float | None = None
     _phase = _HEAD
-    _rejected = False
+    #: The connection takes no more requests: it answered one it refused,
+    #: or an early response (below) did not wait for its body.
+    _finished = False
+    #: A request handed to the application before its body (see
+    #: L{prefork.bodyinput}), while that body arrives.
+    _early: WorkerRequest | None = None
+    _expectsContinue = False
     _bodyReceived = 0
 
     def connectionMade(self) -> None:
@@ -134,6 +155,8 @@ class WorkerChannel(HTTPChannel):
 
     def connectionLost(self, reason: Failure) -> None:
         self.deadline = None
+        if self._early is not None:
+            self._early.content.fail()
         super().connectionLost(reason)
         self.site.channelClosed(self)
 
@@ -163,12 +186,19 @@ class WorkerChannel(HTTPChannel):
         Answer the request being read with C{code} and close the connection;
         the application never sees it.
         """
-        if self._rejected:
+        if self._finished:
             return
-        self._rejected = True
+        self._finished = True
         self._phase = _BUSY
         self.persistent = False
         self.deadline = None
+        if self._early is not None:
+            # The application has this request and may be answering it:
+            # no second answer, only a cut.
+            self._early.content.fail()
+            self._early = None
+            self.transport.abortConnection()
+            return
         self.transport.write(rejectionResponse(code, reason))
         self.loseConnection()
 
@@ -206,7 +236,7 @@ class WorkerChannel(HTTPChannel):
             elif header == b"Transfer-Encoding":
                 checkTransferCoding(self._version, data)
                 length = None
-                decoder = ChunkedDecoder(self._chunkReceived, self._finishRequestBody)
+                decoder = ChunkedDecoder(self._chunkReceiver(self.requests[-1]), self._finishRequestBody)
             else:
                 return True
             if self._transferDecoder is not None:
@@ -219,14 +249,22 @@ class WorkerChannel(HTTPChannel):
         self._transferDecoder = decoder
         return True
 
-    def _chunkReceived(self, data: bytes) -> None:
-        if self._rejected:
-            return
-        self._bodyReceived += len(data)
-        if self.limits.bodyTooLarge(self._bodyReceived):
-            self.reject(REQUEST_ENTITY_TOO_LARGE, "request body too large")
-            return
-        self.requests[-1].handleContentChunk(data)
+    def _chunkReceiver(self, request: Request) -> Callable[[bytes], None]:
+        """
+        What receives the pieces of C{request}'s chunked body, counted
+        against the body limit.
+        """
+
+        def chunkReceived(data: bytes) -> None:
+            if self._finished:
+                return
+            self._bodyReceived += len(data)
+            if self.limits.bodyTooLarge(self._bodyReceived):
+                self.reject(REQUEST_ENTITY_TOO_LARGE, "request body too large")
+                return
+            request.handleContentChunk(data)
+
+        return chunkReceived
 
     def allHeadersReceived(self) -> None:
         try:
@@ -239,6 +277,9 @@ class WorkerChannel(HTTPChannel):
             self._phase = _BODY
             self._bodyReceived = 0
             self.deadline = self._seconds() + self.limits.headerTimeout
+            if self._expectsContinue:
+                self._expectsContinue = False
+                self._dispatchEarly(self.requests[-1])
 
     def _checkHead(self, request: Request) -> None:
         """
@@ -268,18 +309,48 @@ class WorkerChannel(HTTPChannel):
 
     def _send100Continue(self) -> None:
         # Only a request with a body waits for the go-ahead; one refused on
-        # its head (413, say) got its final answer instead.
-        if self.length != 0:
+        # its head (413, say) got its final answer instead.  With a thread
+        # pool, the go-ahead waits for the application to read the body.
+        if self.length == 0:
+            return
+        if self.site.continueOnRead:
+            self._expectsContinue = True
+        else:
             super()._send100Continue()
 
+    def _dispatchEarly(self, request: WorkerRequest) -> None:
+        """
+        Hand C{request} to the application now, its body to follow as the
+        application reads it.
+        """
+        self._early = request
+
+        def askForBody() -> None:
+            # Even when the body is already in: the application asked.
+            if not request.startedWriting and not request._disconnected:
+                super(WorkerChannel, self)._send100Continue()
+
+        request.content = ContinueInput(self.site.reactor, askForBody)
+        request.dispatchedEarly = True
+        request.requestReceived(self._command, self._path, self._version)
+
     def allContentReceived(self) -> None:
-        if self._rejected:
+        if self._finished:
             return
         self._phase = _BUSY
         self.deadline = None
+        if self._early is not None:
+            self._early.content.finish()
+            self._early = None
         super().allContentReceived()
 
     def requestDone(self, request: Request) -> None:
+        if self._early is request:
+            # Answered before its body arrived: the rest of the body would
+            # be read as the next request.
+            self._early = None
+            self._finished = True
+            self.persistent = False
         if self.persistent:
             # Before Twisted replays a pipelined request, which moves the
             # connection on to reading its head.
@@ -315,6 +386,9 @@ class WorkerSite(Site):
         closes its connection.
     @ivar channels: The open connections.
     @ivar limits: What every connection enforces.
+    @ivar continueOnRead: Hand a request that expects C{100 Continue} to
+        the application before its body, and send the 100 when the
+        application reads it; for an application run in a thread pool.
     """
 
     requestFactory = WorkerRequest
@@ -328,11 +402,13 @@ class WorkerSite(Site):
         atLimit: Callable[[], None],
         logPath: str | None = None,
         limits: RequestLimits = RequestLimits(),
+        continueOnRead: bool = False,
     ) -> None:
         # No idle timeout of Twisted's: WorkerChannel keeps its own, and a
         # WSGI server leaves request bodies to the application unparsed.
         super().__init__(resource, logPath=logPath, timeout=None, parsePOSTFormSubmission=False)
         self.limits = limits
+        self.continueOnRead = continueOnRead
         self.seconds = self.reactor.seconds
         # Timeouts are enforced this often: a small part of the shortest.
         self._sweeper = LoopingCall(self._sweep)

@@ -85,7 +85,12 @@ class Worker:
             displayTracebacks=config.displayTracebacks,
         )
         self.site = WorkerSite(
-            resource, self.limit, lambda: self.drain("limit"), logPath=config.accessLog, limits=config.requestLimits()
+            resource,
+            self.limit,
+            lambda: self.drain("limit"),
+            logPath=config.accessLog,
+            limits=config.requestLimits(),
+            continueOnRead=self.threadpool is not None,
         )
         self._listeners = listeners
         self._ports: list[IListeningPort] = []

@@ -104,6 +104,7 @@ def corpusServer(request) -> Iterator[tuple[Server, int]]:
         yield server, healthCheck(server)
     finally:
         server.stop()
+    assert server.internalErrors() == []
 
 
 def healthCheck(server: Server) -> int:

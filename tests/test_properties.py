@@ -43,6 +43,7 @@ def server(request) -> Iterator[tuple[Server, int]]:
         yield server, workerPid(server)
     finally:
         server.stop()
+    assert server.internalErrors() == []
 
 
 def workerPid(server: Server) -> int:

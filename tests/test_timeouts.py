@@ -13,6 +13,7 @@ import pytest
 from rawhttp import Reader, connect, exchange
 from server import Server
 
+pytestmark = pytest.mark.usefixtures("noInternalErrors")
 APP = ("--app", "testapp:validated", "--workers", "1", "--max-requests", "0")
 
 

@@ -17,6 +17,7 @@ import pytest
 from rawhttp import connect, exchange, Reader
 from server import Server, UnixHTTPConnection, waitUntil
 
+pytestmark = pytest.mark.usefixtures("noInternalErrors")
 APP = ("--app", "testapp:validated", "--workers", "1", "--max-requests", "0")
 MODES = {"in-reactor": (), "threads": ("--threads", "2")}
 
