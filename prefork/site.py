@@ -82,7 +82,7 @@ class WorkerRequest(Request):
         self.responseHeaders.setRawHeaders(b"connection", [b"close"])
 
     def write(self, data: bytes) -> None:
-        if not self.startedWriting:
+        if not self.startedWriting and not self._disconnected:
             if self.clientproto == b"HTTP/1.0" and self.channel.persistent:
                 self._keepAliveHTTP10()
             elif self.dispatchedEarly and not self.content.complete:

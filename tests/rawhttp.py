@@ -7,9 +7,11 @@ ones included, without the smoothing http.client does.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from server import TIMEOUT
+from server import TIMEOUT, Server
 
 
 @dataclass
@@ -156,3 +158,30 @@ def exchange(
         if response.truncated:
             break
     return responses, reader
+
+
+def servingWorker(port: int) -> int:
+    """
+    Send a plain request on a new connection; return the pid of the worker
+    that answered it.
+    """
+    responses, reader = exchange(port, b"GET /sized HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    reader.sock.close()
+    assert [r.status for r in responses] == [200], responses
+    return int(responses[0].body)
+
+
+@contextmanager
+def oneWorker(*args: str, threads: bool) -> Iterator[tuple[Server, int]]:
+    """
+    A server of one worker that never retires, the application in its
+    reactor thread or in a pool of two threads, and that worker's pid; it
+    must log no internal error.
+    """
+    server = Server("--workers", "1", "--max-requests", "0", *args, *(("--threads", "2") if threads else ())).start()
+    try:
+        server.serving()
+        yield server, servingWorker(server.port)
+    finally:
+        server.stop()
+    assert server.internalErrors() == []

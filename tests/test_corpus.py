@@ -25,13 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from rawhttp import Response, exchange
+from rawhttp import Response, exchange, oneWorker, servingWorker
 from server import Server
 
 CORPUS = Path(__file__).parent / "http"
 #: The limits the corpus is written against.
 SERVER_ARGS = (
-    "--app", "testapp:validated", "--workers", "1", "--max-requests", "0",
+    "--app", "testapp:validated",
     "--limit-request-line", "1024", "--limit-request-fields", "20", "--limit-request-field-size", "512",
     "--limit-request-body", "1000", "--header-timeout", "2", "--keepalive-timeout", "30",
 )
@@ -97,24 +97,8 @@ CASES = sorted(CORPUS.glob("*.http"))
 
 @pytest.fixture(scope="module", params=["in-reactor", "threads"])
 def corpusServer(request) -> Iterator[tuple[Server, int]]:
-    extra = ("--threads", "2") if request.param == "threads" else ()
-    server = Server(*SERVER_ARGS, *extra).start()
-    try:
-        server.serving()
-        yield server, healthCheck(server)
-    finally:
-        server.stop()
-    assert server.internalErrors() == []
-
-
-def healthCheck(server: Server) -> int:
-    """
-    A plain request on a new connection; the pid of the worker it reached.
-    """
-    responses, reader = exchange(server.port, b"GET / HTTP/1.1\r\nHost: health\r\nConnection: close\r\n\r\n")
-    reader.sock.close()
-    assert [r.status for r in responses] == [200], responses
-    return int(responses[0].header("x-pid"))
+    with oneWorker(*SERVER_ARGS, threads=request.param == "threads") as served:
+        yield served
 
 
 def test_corpus_is_there() -> None:
@@ -151,4 +135,4 @@ def test_corpus(corpusServer: tuple[Server, int], path: Path) -> None:
     finally:
         reader.sock.close()
     # The same worker still serves: nothing the client sent took it down.
-    assert healthCheck(server) == worker
+    assert servingWorker(server.port) == worker

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from prefork.http import ChunkedDecoder, Rejection, isValidHost, parseTarget
 from prefork.wsgi import NotMounted, splitPath
-from rawhttp import exchange
+from rawhttp import exchange, oneWorker, servingWorker
 from server import Server
 
 TCHAR = string.ascii_letters + string.digits + "!#$%&'*+-.^`|~"
@@ -34,23 +34,8 @@ SERVER_SETTINGS = settings(
 
 @pytest.fixture(scope="module", params=["in-reactor", "threads"])
 def server(request) -> Iterator[tuple[Server, int]]:
-    extra = ("--threads", "2") if request.param == "threads" else ()
-    server = Server(
-        "--app", "testapp:validated", "--workers", "1", "--max-requests", "0", "--header-timeout", "2", *extra
-    ).start()
-    try:
-        server.serving()
-        yield server, workerPid(server)
-    finally:
-        server.stop()
-    assert server.internalErrors() == []
-
-
-def workerPid(server: Server) -> int:
-    responses, reader = exchange(server.port, b"GET /sized HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    reader.sock.close()
-    assert [r.status for r in responses] == [200]
-    return int(responses[0].body)
+    with oneWorker("--app", "testapp:validated", "--header-timeout", "2", threads=request.param == "threads") as served:
+        yield served
 
 
 methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]) | st.text(TCHAR, min_size=1, max_size=12).filter(
@@ -153,7 +138,7 @@ def test_garbage_never_reaches_the_app(server, data: bytes) -> None:
     reader.sock.close()
     assert not [r.status for r in responses if 200 <= r.status < 300], responses
     assert all(r.status >= 400 for r in responses if r.status >= 200)
-    assert workerPid(server) == worker
+    assert servingWorker(server.port) == worker
 
 
 hosts = st.one_of(

@@ -11,7 +11,6 @@ import time
 import pytest
 
 from rawhttp import Reader, connect, exchange
-from server import Server
 
 pytestmark = pytest.mark.usefixtures("noInternalErrors")
 APP = ("--app", "testapp:validated", "--workers", "1", "--max-requests", "0")
