@@ -21,6 +21,7 @@ import socket
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from twisted.web.http import (
@@ -403,10 +404,11 @@ class WorkerSite(Site):
         logPath: str | None = None,
         limits: RequestLimits = RequestLimits(),
         continueOnRead: bool = False,
+        reactor: IReactorTime | None = None,
     ) -> None:
         # No idle timeout of Twisted's: WorkerChannel keeps its own, and a
         # WSGI server leaves request bodies to the application unparsed.
-        super().__init__(resource, logPath=logPath, timeout=None, parsePOSTFormSubmission=False)
+        super().__init__(resource, logPath=logPath, timeout=None, parsePOSTFormSubmission=False, reactor=reactor)
         self.limits = limits
         self.continueOnRead = continueOnRead
         self.seconds = self.reactor.seconds
