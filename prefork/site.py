@@ -23,6 +23,7 @@ from collections.abc import Callable
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import (
     NO_BODY_CODES,
@@ -49,6 +50,8 @@ from prefork.limits import RequestLimits
 
 REQUEST_HEADER_FIELDS_TOO_LARGE = 431
 REQUEST_TIMEOUT = 408
+
+_log = Logger()
 
 
 class WorkerRequest(Request):
@@ -412,10 +415,11 @@ class WorkerSite(Site):
         self.limits = limits
         self.continueOnRead = continueOnRead
         self.seconds = self.reactor.seconds
-        # Timeouts are enforced this often: a small part of the shortest.
+        # Timeouts are enforced this often: a small part of the shortest,
+        # but not so often that sweeping would cost more than serving.
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = self.reactor
-        self._sweepInterval = min(1.0, limits.headerTimeout / 4, limits.keepaliveTimeout / 4)
+        self._sweepInterval = max(0.05, min(1.0, limits.headerTimeout / 4, limits.keepaliveTimeout / 4))
         self.limit = limit
         self.atLimit = atLimit
         self.served = 0
@@ -438,7 +442,12 @@ class WorkerSite(Site):
         """
         now = self.seconds()
         for channel in [c for c in self.channels if c.deadline is not None and c.deadline <= now]:
-            channel.timedOut()
+            try:
+                channel.timedOut()
+            except Exception:
+                # One connection's trouble must not stop the sweeping.
+                _log.failure("Timing out a connection failed")
+                channel.transport.abortConnection()
 
     def admit(self) -> bool:
         """
