@@ -30,7 +30,11 @@ class ServerConfig:
         uniformly from C{[minRequests, maxRequests]}.
     @ivar threads: The size of each worker's WSGI thread pool; 0 runs the
         application in the worker's reactor thread.
+    @ivar spareWorkers: Workers each generation keeps booted but not
+        accepting, to take the place of one that retires or dies at once.
     @ivar gracefulTimeout: The longest a draining worker may take, in seconds.
+    @ivar timeout: A worker not heard from for this many seconds is killed;
+        0 turns the watchdog off.
     @ivar accessLog: Where workers write the access log (C{"-"} for standard
         output), or L{None}.
     @ivar preload: Import the application once in the template, not in each
@@ -58,7 +62,9 @@ class ServerConfig:
     maxRequests: int = 100
     minRequests: int | None = None
     threads: int = 0
+    spareWorkers: int = 1
     gracefulTimeout: float = 30.0
+    timeout: float = 30.0
     accessLog: str | None = None
     preload: bool = True
     pythonPath: tuple[str, ...] = field(default_factory=tuple)

@@ -10,6 +10,7 @@ C{PIPE_BUF} bytes, so that lines from concurrent writers never interleave.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from enum import Enum
 
@@ -23,6 +24,9 @@ EXIT_DONE = 0
 #: A worker's (or a template's) exit status when it could not start serving.
 EXIT_BOOT_FAILED = 3
 
+#: The signal that tells a spare worker to start accepting.
+ACTIVATE_SIGNAL = signal.SIGUSR2
+
 # POSIX promises atomic pipe writes up to PIPE_BUF, which is at least 512
 # bytes; Linux gives 4096.  Keep well inside it.
 _MAX_LINE = 3072
@@ -33,8 +37,9 @@ class Event(Enum):
     What a status line reports.
     """
 
-    BORN = "born"  # template: forked worker PID
-    READY = "ready"  # worker: accepting, with its request limit
+    BORN = "born"  # template: forked worker PID, and "spare" for a spare
+    READY = "ready"  # worker: booted, with its request limit, and "spare"
+    ACTIVE = "active"  # spare worker: now accepting
     BEAT = "beat"  # worker: alive, with the requests it has served
     DRAINING = "draining"  # worker: stopped accepting, with served and reason
     EXITED = "exited"  # template: worker PID exited, with its wait status
@@ -47,7 +52,9 @@ class Command(Enum):
     """
 
     SPAWN = "spawn"  # fork one more worker
-    STOP = "stop"  # fork no more; exit once every worker has gone
+    SPAWN_SPARE = "spawn-spare"  # fork a spare: booted, not accepting until woken
+    STOP = "stop"  # with a signal number: fork no more, close the sockets,
+    # signal every worker, exit once they have gone
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,7 @@ class WorkerChannel(HTTPChannel):
     _early: WorkerRequest | None = None
     _expectsContinue = False
     _bodyReceived = 0
+    answered = 0
 
     def connectionMade(self) -> None:
         limits = self.limits = self.site.limits
@@ -349,6 +350,7 @@ class WorkerChannel(HTTPChannel):
         super().allContentReceived()
 
     def requestDone(self, request: Request) -> None:
+        self.answered += 1
         if self._early is request:
             # Answered before its body arrived: the rest of the body would
             # be read as the next request.
@@ -366,8 +368,9 @@ class WorkerChannel(HTTPChannel):
         """
         Whether this connection is between requests with nothing to read: a
         keep-alive connection that can be closed without losing a request.
+        A new connection is not idle: its client is about to send.
         """
-        if self.requests or getattr(self, "_buffer", b""):
+        if not self.answered or self.requests or getattr(self, "_buffer", b""):
             return False
         try:
             # A request may already be waiting in the kernel: then it is

@@ -5,6 +5,7 @@ The C{twistd prefork} command line: its options and the service it builds.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any
 
@@ -12,12 +13,14 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from prefork import inherited
 from prefork.appload import parseAppSpec
 from prefork import limits
 from prefork.config import DEMO_APP, ServerConfig
 from prefork.master import Master
 from prefork.proxies import parseForwardedAllowIps
-from prefork.sockets import CannotListen, listen
+from prefork.sdnotify import NotifyingObserver, SystemdNotifier
+from prefork.sockets import CannotListen, ListeningSocket, listen
 
 DEFAULT_LISTEN = "tcp:8080"
 
@@ -37,7 +40,9 @@ class Options(usage.Options):
         ["max-requests", None, "100", "Requests a worker serves before it is replaced (0 = never)."],
         ["min-requests", None, None, "When given, each worker's limit is drawn between this and --max-requests."],
         ["threads", None, "0", "WSGI threads per worker (0 = run the app in the worker's reactor thread)."],
+        ["spare-workers", None, "1", "Workers kept booted but idle, to replace a retiring or dead worker at once."],
         ["graceful-timeout", None, "30", "Seconds a stopping worker may take to finish its requests and exit guards."],
+        ["timeout", "t", "30", "Kill a worker whose event loop has been stuck this many seconds (0 = never)."],
         ["access-log", None, None, "Write a combined-format access log to this file ('-' for standard output)."],
         ["limit-request-line", None, str(limits.DEFAULT_REQUEST_LINE), "Longest request line in bytes; longer gets 414."],
         ["limit-request-fields", None, str(limits.DEFAULT_REQUEST_FIELDS), "Most header fields in a request; more gets 431."],
@@ -68,7 +73,7 @@ class Options(usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """
-        Listen on this Twisted endpoint, e.g. tcp:8080:interface=127.0.0.1 or unix:/run/app.sock (repeatable) [default: tcp:8080]
+        Listen on this Twisted endpoint, e.g. tcp:8080:interface=127.0.0.1, unix:/run/app.sock or systemd:domain=INET:index=0 (repeatable) [default: the sockets systemd, Server::Starter or einhorn pass, else tcp:8080]
         """
         self["listen"].append(description)
 
@@ -96,6 +101,17 @@ class Options(usage.Options):
         """
         self["min-requests"] = value
 
+    def _inherit(self) -> None:
+        """
+        With no --listen, serve on the sockets a superdaemon passed, if any.
+        """
+        try:
+            found = inherited.inheritedSockets()
+        except inherited.InheritedSocketError as e:
+            raise usage.UsageError(str(e))
+        self["listen"] = [listening.describe() for listening in found] or [DEFAULT_LISTEN]
+        self["endpoints"] = found or [_endpoint(DEFAULT_LISTEN)]
+
     def parseOptions(self, options: Any = None) -> None:
         # twistd answers a usage error with its whole help text; one line
         # that names the problem serves better.
@@ -111,16 +127,10 @@ class Options(usage.Options):
             raise usage.UsageError(f"--app {e}")
         if self["port"] is not None:
             self["listen"].append(f"tcp:{_number(self, 'port', 0)}")
-        if not self["listen"]:
-            self["listen"] = [DEFAULT_LISTEN]
-        from twisted.internet import reactor
-
-        self["endpoints"] = []
-        for description in self["listen"]:
-            try:
-                self["endpoints"].append(serverFromString(reactor, description))
-            except (ValueError, KeyError, TypeError) as e:
-                raise usage.UsageError(f"--listen {description!r} is not a server endpoint: {e}")
+        if self["listen"]:
+            self["endpoints"] = [_endpoint(description) for description in self["listen"]]
+        else:
+            self._inherit()
         maxRequests = _number(self, "max-requests", 0)
         minRequests = None if self["min-requests"] is None else _number(self, "min-requests", 1)
         if minRequests is not None and (maxRequests == 0 or minRequests > maxRequests):
@@ -131,7 +141,9 @@ class Options(usage.Options):
             maxRequests=maxRequests,
             minRequests=minRequests,
             threads=_number(self, "threads", 0),
+            spareWorkers=_number(self, "spare-workers", 0),
             gracefulTimeout=_number(self, "graceful-timeout", 0, float),
+            timeout=_number(self, "timeout", 0, float),
             accessLog=None if self["access-log"] is None else (self["access-log"] if self["access-log"] == "-" else os.path.abspath(self["access-log"])),
             preload=not self["no-preload"],
             pythonPath=tuple([os.getcwd(), *self["pythonpath"]]),
@@ -145,6 +157,24 @@ class Options(usage.Options):
             forwardedAllowIps=_forwardedAllowIps(self["forwarded-allow-ips"]),
             displayTracebacks=bool(self["display-tracebacks"]),
         )
+
+
+def _endpoint(description: str) -> Any:
+    """
+    The endpoint C{--listen description} names, or the inherited socket a
+    C{systemd:} description names.
+    """
+    if description.startswith("systemd:"):
+        try:
+            return inherited.systemdEndpoint(description)
+        except inherited.InheritedSocketError as e:
+            raise usage.UsageError(f"--listen {e}")
+    from twisted.internet import reactor
+
+    try:
+        return serverFromString(reactor, description)
+    except (ValueError, KeyError, TypeError) as e:
+        raise usage.UsageError(f"--listen {description!r} is not a server endpoint: {e}")
 
 
 def _number(options: Options, name: str, minimum: int, kind: type = int) -> Any:
@@ -191,9 +221,20 @@ def makeService(options: Options) -> IService:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        sockets = [listen(endpoint, description) for endpoint, description in zip(options["endpoints"], options["listen"])]
+        sockets = [_open(endpoint, description) for endpoint, description in zip(options["endpoints"], options["listen"])]
     except CannotListen as e:
         raise SystemExit(f"twistd prefork: {e}")
     top = MultiService()
-    Master(options["config"], sockets).setServiceParent(top)
+    master = Master(options["config"], sockets)
+    if inherited.underEinhorn():
+        # einhorn asks its workers to stop gracefully with USR2.
+        master.extraSignals[signal.SIGUSR2] = master.gracefulStop
+    notifier = SystemdNotifier.fromEnvironment()
+    if notifier is not None:
+        master.observers.append(NotifyingObserver(notifier))
+    master.setServiceParent(top)
     return top
+
+
+def _open(endpoint: Any, description: str) -> ListeningSocket:
+    return endpoint if isinstance(endpoint, ListeningSocket) else listen(endpoint, description)

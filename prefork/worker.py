@@ -10,6 +10,7 @@ never for longer than the graceful timeout.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import random
 import signal
@@ -18,6 +19,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+# Imported here, in the template, so that a worker only has to install it:
+# importing a reactor module does not install a reactor.
+from twisted.internet import epollreactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.internet.task import LoopingCall
@@ -27,7 +31,7 @@ from twisted.python.threadpool import ThreadPool
 from prefork.appload import AppLoadError, WSGIApplication, loadApp
 from prefork.config import ServerConfig
 from prefork.exitguard import ExitGuard
-from prefork.messages import EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
+from prefork.messages import ACTIVATE_SIGNAL, EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
 from prefork.proxies import TrustedProxies
 from prefork.site import WorkerSite
 from prefork.wsgi import WorkerWSGIResource
@@ -65,8 +69,10 @@ class Worker:
         generation: int,
         application: WSGIApplication,
         listeners: Sequence[Listener],
+        spare: bool = False,
     ) -> None:
         self.reactor = reactor
+        self.spare = spare
         self.config = config
         self.generation = generation
         self.pid = os.getpid()
@@ -103,10 +109,13 @@ class Worker:
         Adopt the listening sockets and start serving once the reactor runs.
         """
         for fd, family in self._listeners:
-            self._ports.append(self.reactor.adoptStreamPort(fd, family, self.site))
+            port = self.reactor.adoptStreamPort(fd, family, self.site)
             # The port works on a copy; keeping the original would keep the
             # socket open (and connectable) after this worker stops accepting.
             os.close(fd)
+            if self.spare:
+                port.stopReading()
+            self._ports.append(port)
         if self.threadpool is not None:
             self.threadpool.start()
         self.reactor.addSystemEventTrigger("before", "shutdown", self._stopAccepting)
@@ -119,10 +128,22 @@ class Worker:
             (signal.SIGTERM, lambda: self.drain("stop")),
             (signal.SIGINT, lambda: self.drain("quick", QUICK_STOP_TIMEOUT)),
             (signal.SIGQUIT, lambda: self.drain("quick", QUICK_STOP_TIMEOUT)),
+            (ACTIVATE_SIGNAL, self.activate),
         ]:
             signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
-        send(Message(Event.READY, self.pid, (str(self.limit),)))
+        send(Message(Event.READY, self.pid, (str(self.limit), *(("spare",) if self.spare else ()))))
         self._heartbeat.start(HEARTBEAT_INTERVAL, now=False)
+
+    def activate(self) -> None:
+        """
+        Start accepting: a spare takes the place of a worker that retired.
+        """
+        if not self.spare or self.draining:
+            return
+        self.spare = False
+        for port in self._ports:
+            port.startReading()
+        send(Message(Event.ACTIVE, self.pid))
 
     def _beat(self) -> None:
         alive = send(Message(Event.BEAT, self.pid, (str(self.site.served),)))
@@ -143,7 +164,9 @@ class Worker:
             return
         self.draining = True
         self.site.closing = True
-        self._stopAccepting()
+        # A worker retiring at its limit leaves waiting connections to the
+        # others; when the whole server stops, nobody else will take them.
+        self._stopAccepting(takePending=reason != "limit")
         send(Message(Event.DRAINING, self.pid, (str(self.site.served), reason)))
         self.site.closeIdleConnections()
         self._deadline = self.reactor.callLater(timeout, self._giveUp)
@@ -151,11 +174,21 @@ class Worker:
         finished.addCallback(lambda _: self.guard.wait())
         finished.addCallback(lambda _: self._stop())
 
-    def _stopAccepting(self) -> None:
-        # Not stopListening(): for a UNIX socket that would unlink the path,
-        # which belongs to the master.
+    def _stopAccepting(self, takePending: bool = False) -> None:
+        """
+        Stop accepting connections; with C{takePending}, first accept those
+        the kernel has already completed, so that they are answered instead
+        of reset when the socket closes.
+        """
         for port in self._ports:
             port.stopReading()
+            if takePending:
+                port.numberAccepts = 2**16
+                port.doRead()
+            # Not stopListening(): that shuts down the socket, in every
+            # process that shares it, and unlinks a UNIX socket's path.  A
+            # connection completed between the last accept() and this close
+            # is reset by the kernel: keep the two as close as can be.
             port.socket.close()
         self._ports = []
 
@@ -210,16 +243,22 @@ def _logToStderr(pid: int) -> None:
 
 
 def serve(
-    config: ServerConfig, generation: int, application: WSGIApplication | None, listeners: Sequence[Listener]
+    config: ServerConfig,
+    generation: int,
+    application: WSGIApplication | None,
+    listeners: Sequence[Listener],
+    spare: bool = False,
 ) -> int:
     """
     Be a worker: install a reactor, serve until done, and return the exit
     status.  Called in the child right after the template forks it.
 
     @param application: The preloaded application, or L{None} to import it.
+    @param spare: Boot, but accept nothing until L{ACTIVATE_SIGNAL}.
     """
-    from twisted.internet import epollreactor
-
+    # A worker that stops sending heartbeats is sent SIGABRT before it is
+    # killed: this prints where every thread was stuck.
+    faulthandler.enable(all_threads=True)
     epollreactor.install()
     from twisted.internet import reactor
 
@@ -233,7 +272,7 @@ def serve(
                 sys.stderr.write(e.details)
             send(Message(Event.FATAL, pid, (str(e),)))
             return EXIT_BOOT_FAILED
-    worker = Worker(reactor, config, generation, application, listeners)
+    worker = Worker(reactor, config, generation, application, listeners, spare)
     worker.start()
     reactor.run()
     worker.stopThreads()

@@ -4,6 +4,7 @@ The WSGI application the tests serve.
 
 import json
 import os
+import signal
 import threading
 import time
 from urllib.parse import parse_qs
@@ -45,7 +46,10 @@ def application(environ, start_response):
     if path == "/guard":
         _guarded(environ, float(query["seconds"]), query["marker"])
     if path == "/sleep":
+        print(f"sleeping in {os.getpid()}", flush=True)
         time.sleep(float(query["seconds"]))
+    if path == "/crash":
+        os.kill(os.getpid(), signal.SIGKILL)
     start_response("200 OK", headers + [("X-Pid", str(os.getpid()))])
     return [str(os.getpid()).encode()]
 
