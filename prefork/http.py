@@ -33,6 +33,15 @@ _ABSOLUTE = re.compile(rb"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<authority>[
 _NOT_TARGET = re.compile(rb"[^\x21-\x7e]|#")
 
 
+#: RFC 9110's reason phrases where Twisted's are older or missing.
+_PHRASES = {
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+}
+
+
 class Rejection(Exception):
     """
     The request cannot be served: answer C{code} and close the connection.
@@ -49,7 +58,7 @@ def rejectionResponse(code: int, reason: str = "") -> bytes:
     The whole response to a request rejected with C{code}: a short plain
     text body and C{Connection: close}.
     """
-    phrase = RESPONSES.get(code, b"Error")
+    phrase = _PHRASES.get(code) or RESPONSES.get(code, b"Error")
     body = b"%d %s\n" % (code, phrase)
     if reason:
         body += reason.encode("ascii", "replace") + b"\n"

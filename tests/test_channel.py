@@ -62,7 +62,7 @@ def test_trickled_head_times_out_from_its_start() -> None:
     clock.advance(2)
     assert statusLines(transport) == []
     clock.advance(1.5)
-    assert statusLines(transport) == [b"HTTP/1.1 408 Request Time-out"]
+    assert statusLines(transport) == [b"HTTP/1.1 408 Request Timeout"]
     assert transport.disconnecting
 
 
@@ -97,7 +97,7 @@ def test_body_may_pause_but_not_stall() -> None:
         channel.dataReceived(bytes([byte]))
     assert not transport.disconnecting
     clock.advance(11)
-    assert statusLines(transport) == [b"HTTP/1.1 408 Request Time-out"]
+    assert statusLines(transport) == [b"HTTP/1.1 408 Request Timeout"]
 
 
 def test_running_request_has_no_deadline() -> None:
@@ -130,7 +130,7 @@ def test_refusals() -> None:
 def test_expect_continue_only_for_a_body_that_is_wanted() -> None:
     channel, transport, _, _ = connected()
     channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 101\r\n\r\n")
-    assert statusLines(transport) == [b"HTTP/1.1 413 Request Entity Too Large"]
+    assert statusLines(transport) == [b"HTTP/1.1 413 Content Too Large"]
     channel, transport, _, _ = connected()
     channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
     assert statusLines(transport) == [b"HTTP/1.1 100 Continue"]
