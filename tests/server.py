@@ -313,6 +313,10 @@ class Load:
         for thread in self._threads:
             thread.join(TIMEOUT)
 
+    @property
+    def running(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
     def finish(self) -> None:
         """
         Wait until every client has sent all its requests.

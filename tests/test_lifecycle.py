@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from server import TIMEOUT, Load, Server, alive, descendants, waitUntil
+from statusclient import STATUS, status
 
 APP = ("--app", "testapp:application")
 
@@ -50,9 +51,15 @@ def cpuSeconds(pid: int) -> float:
 
 
 def test_recycling_under_load(serve) -> None:
-    server = serve(*APP, "--workers", "2", "--max-requests", "50")
+    server = serve(*APP, *STATUS, "--workers", "2", "--max-requests", "50")
+    accepting: list[int] = []
     with Load(server, clients=4, limit=750) as load:
+        # The master's view, sampled all along: workers idle or busy accept.
+        while load.running:
+            states = status(server)["workers_by_state"]
+            accepting.append(states["idle"] + states["busy"])
         load.finish()
+    assert len(accepting) > 10 and min(accepting) >= 1, accepting
     assert not load.failures, load.failures[:3]
     assert len(load.answers) == 3000
     assert all(status == 200 for status, _ in load.answers)
