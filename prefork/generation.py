@@ -32,9 +32,12 @@ from prefork.sockets import ListeningSocket
 if TYPE_CHECKING:
     from prefork.master import Master
 
-#: Environment variables that hand sockets to this server; they are not for
+#: Environment variables that hand sockets to this server (and systemd's
+#: notification socket, which speaks for the master alone); they are not for
 #: the application's own children.
-SOCKET_ENVIRONMENT = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "SERVER_STARTER_PORT", "EINHORN_FD_COUNT", "EINHORN_FDS")
+SOCKET_ENVIRONMENT = (
+    "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "SERVER_STARTER_PORT", "EINHORN_FD_COUNT", "EINHORN_FDS", "NOTIFY_SOCKET",
+)
 
 
 class WorkerState(Enum):

@@ -14,6 +14,7 @@ import atexit
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.application.service import Service
@@ -21,11 +22,13 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.logfile import BaseLogFile
 
 from prefork.config import ServerConfig
 from prefork.generation import Generation, WorkerRecord, WorkerState
 from prefork.messages import EXIT_DONE, Event, Message
 from prefork.sockets import ListeningSocket
+from prefork.twistdlog import findLogFile
 from prefork.status import Tally, exitFields
 
 #: A worker dying before any worker of its generation served is a boot
@@ -105,9 +108,12 @@ class Master(Service):
         self._killTimer: IDelayedCall | None = None
         self._failures: dict[Generation, int] = {}
         self.observers: list[LifecycleObserver] = []
+        #: Signals a supervisor gives a meaning of its own (einhorn's USR2).
+        self.extraSignals: dict[int, Callable[[], None]] = {}
         self._watchdog = LoopingCall(self._checkHeartbeats)
         self._watchdog.clock = self.reactor
         self.tally = Tally()
+        self._twistdLog: BaseLogFile | None = None
 
     # Starting and stopping.
 
@@ -175,10 +181,12 @@ class Master(Service):
             signal.SIGHUP: self.reload,
             signal.SIGTTIN: self.addWorker,
             signal.SIGTTOU: self.removeWorker,
+            **self.extraSignals,
             signal.SIGUSR1: self.reopenLogs,
         }
-        # twistd rotates its own log file on USR1 when it has one: keep that.
-        self._previousUSR1 = signal.getsignal(signal.SIGUSR1)
+        # twistd's USR1 handler rotates its log file itself, which does
+        # nothing once logrotate has moved the file: reopen it instead.
+        self._twistdLog = findLogFile(signal.getsignal(signal.SIGUSR1))
         for signum, handler in handlers.items():
             signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
 
@@ -212,9 +220,9 @@ class Master(Service):
         """
         Have every worker reopen the access log, and twistd its own log.
         """
+        if self._twistdLog is not None:
+            self._twistdLog.reopen()
         self._log.info("Reopening log files")
-        if callable(self._previousUSR1):
-            self._previousUSR1(signal.SIGUSR1, None)
         for generation in self.generations:
             for pid in list(generation.workers):
                 generation.signal(pid, signal.SIGUSR1)
@@ -352,6 +360,10 @@ class Master(Service):
             "Generation {number} failed, generation {old} keeps serving: {reason}",
             number=generation.number, old=others[-1].number, reason=reason,
         )
+        # A reload has ended, if not as hoped: a supervisor waiting for it
+        # must hear that the server serves.
+        for observer in self.observers:
+            observer.serving(others[-1])
 
     # Actions.
 

@@ -5,6 +5,7 @@ The C{twistd prefork} command line: its options and the service it builds.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any
 
@@ -12,12 +13,14 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from prefork import inherited
 from prefork.accesslog import checkFormat
 from prefork.appload import parseAppSpec
 from prefork.config import DEMO_APP, ServerConfig
 from prefork.master import Master
 from prefork.proctitle import AVAILABLE as TITLES, TitleService, masterTitle
-from prefork.sockets import CannotListen, listen
+from prefork.sdnotify import NotifyingObserver, SystemdNotifier
+from prefork.sockets import CannotListen, ListeningSocket, listen
 from prefork.status import StatusCollector, currentGeneration
 from prefork.statuspage import StatusService
 
@@ -61,7 +64,7 @@ class Options(usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """
-        Listen on this Twisted endpoint, e.g. tcp:8080:interface=127.0.0.1 or unix:/run/app.sock (repeatable) [default: tcp:8080]
+        Listen on this Twisted endpoint, e.g. tcp:8080:interface=127.0.0.1, unix:/run/app.sock or systemd:domain=INET:index=0 (repeatable) [default: the sockets systemd, Server::Starter or einhorn pass, else tcp:8080]
         """
         self["listen"].append(description)
 
@@ -89,6 +92,17 @@ class Options(usage.Options):
         """
         self["min-requests"] = value
 
+    def _inherit(self) -> None:
+        """
+        With no --listen, serve on the sockets a superdaemon passed, if any.
+        """
+        try:
+            found = inherited.inheritedSockets()
+        except inherited.InheritedSocketError as e:
+            raise usage.UsageError(str(e))
+        self["listen"] = [listening.describe() for listening in found] or [DEFAULT_LISTEN]
+        self["endpoints"] = found or [_endpoint(DEFAULT_LISTEN)]
+
     def parseOptions(self, options: Any = None) -> None:
         # twistd answers a usage error with its whole help text; one line
         # that names the problem serves better.
@@ -104,22 +118,18 @@ class Options(usage.Options):
             raise usage.UsageError(f"--app {e}")
         if self["port"] is not None:
             self["listen"].append(f"tcp:{_number(self, 'port', 0)}")
-        if not self["listen"]:
-            self["listen"] = [DEFAULT_LISTEN]
-        from twisted.internet import reactor
-
-        self["endpoints"] = []
-        for description in self["listen"]:
-            try:
-                self["endpoints"].append(serverFromString(reactor, description))
-            except (ValueError, KeyError, TypeError) as e:
-                raise usage.UsageError(f"--listen {description!r} is not a server endpoint: {e}")
+        if self["listen"]:
+            self["endpoints"] = [_endpoint(description) for description in self["listen"]]
+        else:
+            self._inherit()
         maxRequests = _number(self, "max-requests", 0)
         minRequests = None if self["min-requests"] is None else _number(self, "min-requests", 1)
         if minRequests is not None and (maxRequests == 0 or minRequests > maxRequests):
             raise usage.UsageError("--min-requests must not be above --max-requests (nor given with --max-requests 0)")
         self["statusEndpoint"] = None
         if self["status"] is not None:
+            from twisted.internet import reactor
+
             try:
                 self["statusEndpoint"] = serverFromString(reactor, self["status"])
             except (ValueError, KeyError, TypeError) as e:
@@ -144,6 +154,24 @@ class Options(usage.Options):
             preload=not self["no-preload"],
             pythonPath=tuple([os.getcwd(), *self["pythonpath"]]),
         )
+
+
+def _endpoint(description: str) -> Any:
+    """
+    The endpoint C{--listen description} names, or the inherited socket a
+    C{systemd:} description names.
+    """
+    if description.startswith("systemd:"):
+        try:
+            return inherited.systemdEndpoint(description)
+        except inherited.InheritedSocketError as e:
+            raise usage.UsageError(f"--listen {e}")
+    from twisted.internet import reactor
+
+    try:
+        return serverFromString(reactor, description)
+    except (ValueError, KeyError, TypeError) as e:
+        raise usage.UsageError(f"--listen {description!r} is not a server endpoint: {e}")
 
 
 def _accessLog(path: str | None) -> str | None:
@@ -181,15 +209,25 @@ def makeService(options: Options) -> IService:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        sockets = [listen(endpoint, description) for endpoint, description in zip(options["endpoints"], options["listen"])]
+        sockets = [_open(endpoint, description) for endpoint, description in zip(options["endpoints"], options["listen"])]
     except CannotListen as e:
         raise SystemExit(f"twistd prefork: {e}")
     top = MultiService()
     config: ServerConfig = options["config"]
     master = Master(config, sockets)
+    if inherited.underEinhorn():
+        # einhorn asks its workers to stop gracefully with USR2.
+        master.extraSignals[signal.SIGUSR2] = master.gracefulStop
+    notifier = SystemdNotifier.fromEnvironment()
+    if notifier is not None:
+        master.observers.append(NotifyingObserver(notifier))
     master.setServiceParent(top)
     if options["statusEndpoint"] is not None:
         StatusService(options["statusEndpoint"], options["status"], StatusCollector(master)).setServiceParent(top)
     if TITLES:
         TitleService(lambda: masterTitle(config.app, currentGeneration(master), master.workerCount)).setServiceParent(top)
     return top
+
+
+def _open(endpoint: Any, description: str) -> ListeningSocket:
+    return endpoint if isinstance(endpoint, ListeningSocket) else listen(endpoint, description)

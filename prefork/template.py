@@ -25,6 +25,8 @@ import threading
 import traceback
 from typing import Any, NoReturn
 
+from twisted.internet import tcp
+
 from prefork.appload import AppLoadError, WSGIApplication, loadApp
 from prefork.config import ServerConfig
 from prefork.messages import (
@@ -194,6 +196,15 @@ def _preload(config: ServerConfig, arguments: dict[str, Any]) -> WSGIApplication
     return application
 
 
+def _prepareWorkers() -> None:
+    """
+    Do here, once, what every worker would otherwise do as it boots.
+    """
+    # Twisted's ports keep a spare descriptor open to recover from EMFILE;
+    # opening it is half of a worker's boot time.  Forked, it is inherited.
+    tcp._reservedFD.reserve()
+
+
 def main(argv: list[str]) -> NoReturn:
     arguments = json.loads(argv[1])
     config = ServerConfig.fromJSON(arguments["config"])
@@ -208,6 +219,7 @@ def main(argv: list[str]) -> NoReturn:
     signal.signal(ACTIVATE_SIGNAL, signal.SIG_IGN)
     listeners = _listeners(arguments["sockets"])
     application = _preload(config, arguments) if config.preload else None
+    _prepareWorkers()
     Template(config, arguments["generation"], application, listeners).run()
 
 

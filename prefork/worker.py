@@ -19,6 +19,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+# Imported here, in the template, so that a worker only has to install it:
+# importing a reactor module does not install a reactor.
+from twisted.internet import epollreactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.internet.task import LoopingCall
@@ -264,8 +267,6 @@ def serve(
     # A worker that stops sending heartbeats is sent SIGABRT before it is
     # killed: this prints where every thread was stuck.
     faulthandler.enable(all_threads=True)
-    from twisted.internet import epollreactor
-
     epollreactor.install()
     from twisted.internet import reactor
 

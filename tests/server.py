@@ -69,12 +69,27 @@ class Server:
     One C{twistd -n prefork} process, its output collected line by line.
     """
 
-    def __init__(self, *args: str, listen: str | None = "tcp:0:interface=127.0.0.1", cwd: Path = APPS) -> None:
-        command = [twistd(), "-n", "--pidfile=", "prefork"]
+    def __init__(
+        self,
+        *args: str,
+        listen: str | None = "tcp:0:interface=127.0.0.1",
+        cwd: Path = APPS,
+        prefix: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        passFds: tuple[int, ...] = (),
+    ) -> None:
+        """
+        @param prefix: A command that runs twistd, e.g. a superdaemon.
+        @param env: The environment, instead of this process's.
+        @param passFds: Descriptors the server inherits.
+        """
+        command = [*prefix, twistd(), "-n", "--pidfile=", "prefork"]
         if listen is not None:
             command += ["--listen", listen]
         self.command = command + list(args)
         self.cwd = cwd
+        self.env = env
+        self.passFds = passFds
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.seen: set[int] = set()
@@ -89,6 +104,8 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=self.env,
+            pass_fds=self.passFds,
         )
         threading.Thread(target=self._read, daemon=True).start()
         return self
