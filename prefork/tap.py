@@ -16,9 +16,11 @@ from twisted.python import usage
 from prefork import inherited
 from prefork.accesslog import checkFormat
 from prefork.appload import parseAppSpec
+from prefork import limits
 from prefork.config import DEMO_APP, ServerConfig
 from prefork.master import Master
 from prefork.proctitle import AVAILABLE as TITLES, TitleService, masterTitle
+from prefork.proxies import parseForwardedAllowIps
 from prefork.sdnotify import NotifyingObserver, SystemdNotifier
 from prefork.sockets import CannotListen, ListeningSocket, listen
 from prefork.status import StatusCollector, currentGeneration
@@ -49,9 +51,23 @@ class Options(usage.Options):
         ["access-log-format", None, None, "The access log's format, a Python format string over the fields in README [default: combined]."],
         ["status", None, None, "Serve the status page, status.json and Prometheus /metrics on this endpoint, e.g. tcp:9191:interface=127.0.0.1."],
         ["max-rss", None, "0", "Retire a worker once its resident memory passes this many MB (0 = no limit)."],
+        ["limit-request-line", None, str(limits.DEFAULT_REQUEST_LINE), "Longest request line in bytes; longer gets 414."],
+        ["limit-request-fields", None, str(limits.DEFAULT_REQUEST_FIELDS), "Most header fields in a request; more gets 431."],
+        ["limit-request-field-size", None, str(limits.DEFAULT_REQUEST_FIELD_SIZE),
+         "Longest header field in bytes; longer gets 431."],
+        ["limit-request-body", None, str(limits.DEFAULT_REQUEST_BODY),
+         "Largest request body in bytes; larger gets 413 (0 = no limit)."],
+        ["header-timeout", None, "%g" % limits.DEFAULT_HEADER_TIMEOUT,
+         "Seconds a client has to send a request head, and the longest pause while it sends a body."],
+        ["keepalive-timeout", None, "%g" % limits.DEFAULT_KEEPALIVE_TIMEOUT,
+         "Seconds an idle keep-alive connection stays open."],
+        ["script-name", None, "", "Mount the app below this URL prefix (its SCRIPT_NAME), e.g. /app."],
+        ["forwarded-allow-ips", None, "127.0.0.1",
+         "Comma-separated addresses or networks (or *) whose X-Forwarded-Proto sets wsgi.url_scheme."],
     ]
     optFlags = [
         ["no-preload", None, "Import the app in each worker after the fork, instead of once in the template."],
+        ["display-tracebacks", None, "Send the traceback of an application error to the client with its 500."],
     ]
     compData = usage.Completions(
         optActions={"access-log": usage.CompleteFiles(), "pythonpath": usage.CompleteDirs()},
@@ -153,6 +169,15 @@ class Options(usage.Options):
             maxRss=_number(self, "max-rss", 0),
             preload=not self["no-preload"],
             pythonPath=tuple([os.getcwd(), *self["pythonpath"]]),
+            limitRequestLine=_number(self, "limit-request-line", 1),
+            limitRequestFields=_number(self, "limit-request-fields", 1),
+            limitRequestFieldSize=_number(self, "limit-request-field-size", 1),
+            limitRequestBody=_number(self, "limit-request-body", 0),
+            headerTimeout=_seconds(self, "header-timeout"),
+            keepaliveTimeout=_seconds(self, "keepalive-timeout"),
+            scriptName=_scriptName(self["script-name"]),
+            forwardedAllowIps=_forwardedAllowIps(self["forwarded-allow-ips"]),
+            displayTracebacks=bool(self["display-tracebacks"]),
         )
 
 
@@ -199,6 +224,31 @@ def _number(options: Options, name: str, minimum: int, kind: type = int) -> Any:
     if number is None or number < minimum:
         raise usage.UsageError(f"--{name} must be a number of at least {minimum}, not {value!r}")
     return number
+
+
+def _seconds(options: Options, name: str) -> float:
+    value = options[name]
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise usage.UsageError(f"--{name} must be a number of seconds above 0, not {value!r}")
+    return seconds
+
+
+def _scriptName(value: str) -> str:
+    if value and not value.startswith("/"):
+        raise usage.UsageError(f"--script-name must start with '/', not {value!r}")
+    # "/app/" and "/app" mount at the same place; "/" is the root.
+    return value.rstrip("/")
+
+
+def _forwardedAllowIps(value: str) -> tuple[str, ...]:
+    try:
+        return parseForwardedAllowIps(value)
+    except ValueError as e:
+        raise usage.UsageError(f"--forwarded-allow-ips {value!r}: {e}")
 
 
 def makeService(options: Options) -> IService:

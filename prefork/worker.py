@@ -36,6 +36,7 @@ from prefork.heartbeat import Heartbeat
 from prefork.memory import residentBytes
 from prefork.messages import ACTIVATE_SIGNAL, EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
 from prefork.proctitle import setTitle, workerTitle
+from prefork.proxies import TrustedProxies
 from prefork.site import WorkerSite
 from prefork.wsgi import WorkerWSGIResource
 
@@ -85,10 +86,23 @@ class Worker:
         self.threadpool = ThreadPool(config.threads, config.threads, "prefork-wsgi") if config.threads else None
         about = {"pid": self.pid, "generation": generation, "limit": self.limit}
         resource = WorkerWSGIResource(
-            reactor, self.threadpool, application, {"prefork.exit_guard": self.guard, "prefork.worker": about}
+            reactor,
+            self.threadpool,
+            application,
+            {"prefork.exit_guard": self.guard, "prefork.worker": about},
+            scriptName=config.scriptName,
+            trustedProxies=TrustedProxies(config.forwardedAllowIps),
+            displayTracebacks=config.displayTracebacks,
         )
         self.accessLog = None if config.accessLog is None else AccessLog(config.accessLog, config.accessLogFormat or COMBINED)
-        self.site = WorkerSite(resource, self.limit, lambda: self.drain("limit"), self.accessLog)
+        self.site = WorkerSite(
+            resource,
+            self.limit,
+            lambda: self.drain("limit"),
+            self.accessLog,
+            limits=config.requestLimits(),
+            continueOnRead=self.threadpool is not None,
+        )
         self.heartbeat = Heartbeat(self.pid, self.site)
         self.site.changed = self.heartbeat.changed
         self._listeners = listeners

@@ -176,6 +176,15 @@ class Server:
         finally:
             connection.close()
 
+    def internalErrors(self) -> list[str]:
+        """
+        Lines of output that tell of a bug in the server rather than in the
+        application: an unhandled error, or a Python error of the kind
+        only code gets wrong.
+        """
+        bug = re.compile(r"Unhandled Error|builtins\.(AttributeError|TypeError|IndexError|KeyError|NameError)")
+        return [line for line in self.lines if bug.search(line)]
+
     def signal(self, signum: int) -> None:
         os.kill(self.pid, signum)
 
