@@ -68,7 +68,7 @@ def test_concurrent_requests_give_one_line_each(serve, tmp_path: Path) -> None:
         assert m["referer"] == "http://example.test/from"
         assert m["agent"] == 'tester \\"quoted\\" \\\\ agent'
         assert int(m["bytes"]) in {len(str(pid)) for pid in pids}
-    assert len(set(pids)) > 1
+    # (Which workers answered is up to the kernel: one may accept them all.)
 
 
 def test_custom_format(serve, tmp_path: Path) -> None:

@@ -143,8 +143,15 @@ def chromium(*args: str, timeout: float = TIMEOUT, profile: Path) -> str:
 
 def test_page_renders_in_chromium(serve, slowRequest, tmp_path: Path) -> None:
     server = serve(*APP, *STATUS, "--workers", "3", "--max-requests", "9")
+    # The slow request first, so that it is no worker's last: that worker
+    # would show draining.  Then enough requests to retire a worker.
+    slowRequest(server, 10)
+    busyWith(server, "/sleep")
     sequential(server, 20, "/hello/world?q=1")
-    slowRequest(server, 6)
+    waitUntil(lambda: status(server)["restarts"]["limit"] >= 1, what="a worker retired")
+    # Until the slow request ends, no worker comes or goes.
+    settled = {"booting": 0, "spare": 1, "idle": 2, "busy": 1, "draining": 0}
+    waitUntil(lambda: status(server)["workers_by_state"] == settled, what=f"workers {settled}")
     snapshot = busyWith(server, "/sleep")
     url = f"http://127.0.0.1:{statusPort(server)}/"
     dom = chromium("--dump-dom", url, profile=tmp_path / "profile-1")
