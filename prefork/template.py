@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 from twisted.internet import tcp
 
-from prefork.appload import AppLoadError, WSGIApplication, loadApp
+from prefork.appload import WSGIApplication
 from prefork.config import ServerConfig
 from prefork.messages import (
     ACTIVATE_SIGNAL,
@@ -39,7 +39,7 @@ from prefork.messages import (
     send,
 )
 from prefork.proctitle import setTitle, templateTitle
-from prefork.worker import Listener, serve
+from prefork.worker import Listener, loadAppOrReport, serve
 
 
 class Template:
@@ -174,13 +174,8 @@ def _preloadIsUnsafe() -> bool:
 
 
 def _preload(config: ServerConfig, arguments: dict[str, Any]) -> WSGIApplication:
-    pid = os.getpid()
-    try:
-        application = loadApp(config.app, config.pythonPath)
-    except AppLoadError as e:
-        if e.details:
-            sys.stderr.write(e.details)
-        send(Message(Event.FATAL, pid, (str(e),)))
+    application = loadAppOrReport(config)
+    if application is None:
         sys.exit(EXIT_BOOT_FAILED)
     if _preloadIsUnsafe():
         sys.stderr.write(

@@ -264,6 +264,20 @@ def _logToStderr(pid: int) -> None:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
+def loadAppOrReport(config: ServerConfig) -> WSGIApplication | None:
+    """
+    Import the application; if it cannot be, tell the master why in one
+    line, and print the traceback (if the module raised) to the log.
+    """
+    try:
+        return loadApp(config.app, config.pythonPath)
+    except AppLoadError as e:
+        if e.details:
+            sys.stderr.write(e.details)
+        send(Message(Event.FATAL, os.getpid(), (str(e),)))
+        return None
+
+
 def serve(
     config: ServerConfig,
     generation: int,
@@ -284,15 +298,10 @@ def serve(
     epollreactor.install()
     from twisted.internet import reactor
 
-    pid = os.getpid()
-    _logToStderr(pid)
+    _logToStderr(os.getpid())
     if application is None:
-        try:
-            application = loadApp(config.app, config.pythonPath)
-        except AppLoadError as e:
-            if e.details:
-                sys.stderr.write(e.details)
-            send(Message(Event.FATAL, pid, (str(e),)))
+        application = loadAppOrReport(config)
+        if application is None:
             return EXIT_BOOT_FAILED
     worker = Worker(reactor, config, generation, application, listeners, spare)
     worker.start()

@@ -106,7 +106,7 @@ def test_forwarded_proto_from_anyone(serve) -> None:
 def test_forwarded_proto_over_unix_socket(serve, tmp_path: Path) -> None:
     # Only local processes reach a UNIX socket: like gunicorn, trust it.
     path = str(tmp_path / "s")
-    server = serve(*APP, "--forwarded-allow-ips", "10.0.0.1", listen=f"unix:{path}")
+    serve(*APP, "--forwarded-allow-ips", "10.0.0.1", listen=f"unix:{path}")
     connection = UnixHTTPConnection(path)
     connection.request("GET", "/roundtrip", headers={"X-Forwarded-Proto": "https"})
     assert json.loads(connection.getresponse().read())["wsgi.url_scheme"] == "https"
