@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 
+from prefork import limits
+
 DEMO_APP = "prefork.demo:application"
 
 
@@ -28,13 +30,35 @@ class ServerConfig:
         uniformly from C{[minRequests, maxRequests]}.
     @ivar threads: The size of each worker's WSGI thread pool; 0 runs the
         application in the worker's reactor thread.
+    @ivar spareWorkers: Workers each generation keeps booted but not
+        accepting, to take the place of one that retires or dies at once.
     @ivar gracefulTimeout: The longest a draining worker may take, in seconds.
+    @ivar timeout: A worker not heard from for this many seconds is killed;
+        0 turns the watchdog off.
     @ivar accessLog: Where workers write the access log (C{"-"} for standard
         output), or L{None}.
+    @ivar accessLogFormat: The access log's format (see L{prefork.accesslog});
+        L{None} for the combined log format.
+    @ivar maxRss: A worker whose resident memory passes this many megabytes
+        retires; 0 means no limit.
     @ivar preload: Import the application once in the template, not in each
         worker.
     @ivar pythonPath: Directories put in front of C{sys.path} before the
         application is imported.
+    @ivar limitRequestLine: The longest request line, in bytes (414 above).
+    @ivar limitRequestFields: The most header fields in a request (431 above).
+    @ivar limitRequestFieldSize: The longest header field, in bytes (431
+        above).
+    @ivar limitRequestBody: The largest request body, in bytes (413 above);
+        0 means no limit.
+    @ivar headerTimeout: Seconds a client has to send a request head.
+    @ivar keepaliveTimeout: Seconds an idle keep-alive connection stays open.
+    @ivar scriptName: The URL prefix the application is mounted below
+        (C{SCRIPT_NAME}), C{""} for the root.
+    @ivar forwardedAllowIps: Peers trusted to set C{X-Forwarded-Proto}:
+        addresses, networks, or C{"*"}.
+    @ivar displayTracebacks: Send an application's traceback to the client
+        with its 500 response.
     """
 
     app: str = DEMO_APP
@@ -46,10 +70,23 @@ class ServerConfig:
     #: reactor thread at 10 workers, and a slow request does not hold up the
     #: worker's other connections.
     threads: int = 4
+    spareWorkers: int = 1
     gracefulTimeout: float = 30.0
+    timeout: float = 30.0
     accessLog: str | None = None
+    accessLogFormat: str | None = None
+    maxRss: int = 0
     preload: bool = True
     pythonPath: tuple[str, ...] = field(default_factory=tuple)
+    limitRequestLine: int = limits.DEFAULT_REQUEST_LINE
+    limitRequestFields: int = limits.DEFAULT_REQUEST_FIELDS
+    limitRequestFieldSize: int = limits.DEFAULT_REQUEST_FIELD_SIZE
+    limitRequestBody: int = limits.DEFAULT_REQUEST_BODY
+    headerTimeout: float = limits.DEFAULT_HEADER_TIMEOUT
+    keepaliveTimeout: float = limits.DEFAULT_KEEPALIVE_TIMEOUT
+    scriptName: str = ""
+    forwardedAllowIps: tuple[str, ...] = ("127.0.0.1",)
+    displayTracebacks: bool = False
 
     def toJSON(self) -> str:
         return json.dumps(asdict(self))
@@ -58,7 +95,18 @@ class ServerConfig:
     def fromJSON(cls, text: str) -> ServerConfig:
         values = json.loads(text)
         values["pythonPath"] = tuple(values["pythonPath"])
+        values["forwardedAllowIps"] = tuple(values["forwardedAllowIps"])
         return cls(**values)
 
     def withoutPreload(self) -> ServerConfig:
         return replace(self, preload=False)
+
+    def requestLimits(self) -> limits.RequestLimits:
+        return limits.RequestLimits(
+            requestLine=self.limitRequestLine,
+            fields=self.limitRequestFields,
+            fieldSize=self.limitRequestFieldSize,
+            body=self.limitRequestBody,
+            headerTimeout=self.headerTimeout,
+            keepaliveTimeout=self.keepaliveTimeout,
+        )

@@ -26,15 +26,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from prefork.config import ServerConfig
-from prefork.messages import FIRST_LISTEN_FD, STATUS_FD, Command, Message
+from prefork.messages import ACTIVATE_SIGNAL, FIRST_LISTEN_FD, STATUS_FD, Command, Message, WorkerReport
 from prefork.sockets import ListeningSocket
 
 if TYPE_CHECKING:
     from prefork.master import Master
 
-#: Environment variables that hand sockets to this server; they are not for
+#: Environment variables that hand sockets to this server (and systemd's
+#: notification socket, which speaks for the master alone); they are not for
 #: the application's own children.
-SOCKET_ENVIRONMENT = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "SERVER_STARTER_PORT", "EINHORN_FD_COUNT", "EINHORN_FDS")
+SOCKET_ENVIRONMENT = (
+    "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "SERVER_STARTER_PORT", "EINHORN_FD_COUNT", "EINHORN_FDS", "NOTIFY_SOCKET",
+)
 
 
 class WorkerState(Enum):
@@ -50,11 +53,25 @@ class WorkerRecord:
     """
 
     pid: int
+    spare: bool = False
     state: WorkerState = WorkerState.BOOTING
     limit: int = 0
     served: int = 0
     born: float = field(default_factory=time.monotonic)
+    lastHeard: float = field(default_factory=time.monotonic)
     reason: str = ""
+    report: WorkerReport = field(default_factory=WorkerReport)
+
+    @property
+    def accepting(self) -> bool:
+        return self.state is WorkerState.SERVING and not self.spare
+
+    @property
+    def counted(self) -> bool:
+        """
+        Whether it counts toward the generation's size (or its spares).
+        """
+        return self.state is not WorkerState.DRAINING
 
 
 class Generation(ProcessProtocol):
@@ -64,6 +81,7 @@ class Generation(ProcessProtocol):
     @ivar number: 1 for the first generation, one more for each reload.
     @ivar workers: The live workers, by pid.
     @ivar pendingSpawns: Workers asked for and not yet reported born.
+    @ivar pendingSpares: Spare workers asked for and not yet reported born.
     @ivar everServed: Whether any worker of this generation became ready.
     @ivar announced: Whether the generation has had all its workers ready.
     """
@@ -75,6 +93,7 @@ class Generation(ProcessProtocol):
         self.number = number
         self.workers: dict[int, WorkerRecord] = {}
         self.pendingSpawns = 0
+        self.pendingSpares = 0
         self.everServed = False
         self.announced = False
         self.stopping = False
@@ -103,20 +122,47 @@ class Generation(ProcessProtocol):
     def pid(self) -> int | None:
         return self.transport.pid if self.transport is not None else None
 
-    def command(self, command: Command) -> None:
-        if self.transport is not None and self.transport.pid is not None:
-            self.transport.writeToChild(0, command.value.encode("ascii") + b"\n")
+    @property
+    def templateRunning(self) -> bool:
+        return self.transport is not None and self.transport.pid is not None
 
-    def spawn(self) -> None:
-        self.pendingSpawns += 1
-        self.command(Command.SPAWN)
+    def command(self, command: Command, *args: str) -> None:
+        if self.templateRunning:
+            line = " ".join([command.value, *args])
+            self.transport.writeToChild(0, line.encode("ascii") + b"\n")
+
+    def spawn(self, spare: bool = False) -> None:
+        """
+        Ask for one more worker: a spare boots but accepts nothing until it
+        is activated.
+        """
+        if spare:
+            self.pendingSpares += 1
+            self.command(Command.SPAWN_SPARE)
+        else:
+            self.pendingSpawns += 1
+            self.command(Command.SPAWN)
+
+    def activate(self, record: WorkerRecord) -> None:
+        """
+        Make a spare count as a worker; it starts accepting as soon as it
+        has booted.
+        """
+        record.spare = False
+        if record.state is WorkerState.SERVING:
+            self.signal(record.pid, ACTIVATE_SIGNAL)
 
     def stop(self, signum: int = signal.SIGTERM) -> None:
         """
         Fork no more, and tell every worker to stop with C{signum}.
         """
         self.stopping = True
-        self.command(Command.STOP)
+        if self.templateRunning:
+            # The template closes its listening sockets before it passes the
+            # signal on, so that the last process to hold them is a worker
+            # that accepts what is pending as it closes them.
+            self.command(Command.STOP, str(signum))
+            return
         for pid in list(self.workers):
             self.signal(pid, signum)
 
@@ -140,21 +186,27 @@ class Generation(ProcessProtocol):
         How many workers count toward the generation's size: those booting
         or serving, and those asked for.
         """
-        draining = sum(1 for w in self.workers.values() if w.state is WorkerState.DRAINING)
-        return len(self.workers) - draining + self.pendingSpawns
+        counted = sum(1 for w in self.workers.values() if w.counted and not w.spare)
+        return counted + self.pendingSpawns
+
+    def spares(self) -> list[WorkerRecord]:
+        return [w for w in self.workers.values() if w.counted and w.spare]
 
     def serving(self) -> int:
-        return sum(1 for w in self.workers.values() if w.state is WorkerState.SERVING)
+        return sum(1 for w in self.workers.values() if w.accepting)
 
-    def record(self, pid: int) -> WorkerRecord:
+    def record(self, pid: int, spare: bool = False) -> WorkerRecord:
         """
         The record of worker C{pid}, made on the first word from or about it
         (a worker may report before its template reports its birth).
         """
         record = self.workers.get(pid)
         if record is None:
-            record = self.workers[pid] = WorkerRecord(pid)
-            self.pendingSpawns = max(0, self.pendingSpawns - 1)
+            record = self.workers[pid] = WorkerRecord(pid, spare=spare)
+            if spare:
+                self.pendingSpares = max(0, self.pendingSpares - 1)
+            else:
+                self.pendingSpawns = max(0, self.pendingSpawns - 1)
         return record
 
     # ProcessProtocol

@@ -14,17 +14,22 @@ import atexit
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.logfile import BaseLogFile
 
 from prefork.config import ServerConfig
 from prefork.generation import Generation, WorkerRecord, WorkerState
 from prefork.messages import EXIT_DONE, Event, Message
 from prefork.sockets import ListeningSocket
+from prefork.twistdlog import findLogFile
+from prefork.status import Tally, exitFields
 
 #: A worker dying before any worker of its generation served is a boot
 #: failure; after this many in a row the generation is given up.
@@ -33,6 +38,8 @@ MAX_BOOT_FAILURES = 5
 MAX_BACKOFF = 30.0
 #: How long a quick stop lets workers finish before they are killed.
 QUICK_STOP_GRACE = 2.0
+#: How long a worker aborted for silence may take to print its stack.
+KILL_AFTER_ABORT = 2.0
 
 
 def backoff(failures: int) -> float:
@@ -80,6 +87,7 @@ class Master(Service):
 
     @ivar workerCount: How many workers each generation keeps serving.
     @ivar exitCode: The status twistd exits with; non-zero after a failure.
+    @ivar tally: What the workers that have exited served, and why they went.
     """
 
     _log = Logger()
@@ -100,6 +108,12 @@ class Master(Service):
         self._killTimer: IDelayedCall | None = None
         self._failures: dict[Generation, int] = {}
         self.observers: list[LifecycleObserver] = []
+        #: Signals a supervisor gives a meaning of its own (einhorn's USR2).
+        self.extraSignals: dict[int, Callable[[], None]] = {}
+        self._watchdog = LoopingCall(self._checkHeartbeats)
+        self._watchdog.clock = self.reactor
+        self.tally = Tally()
+        self._twistdLog: BaseLogFile | None = None
 
     # Starting and stopping.
 
@@ -108,6 +122,8 @@ class Master(Service):
         for listening in self.sockets:
             self._log.info("Listening on {address}", address=listening.describe())
         self.reactor.callWhenRunning(self._installSignalHandlers)
+        if self.config.timeout:
+            self._watchdog.start(1.0, now=False)
         self.startGeneration()
 
     def stopService(self) -> Deferred[Any]:
@@ -115,6 +131,8 @@ class Master(Service):
         self.stopping = True
         for observer in self.observers:
             observer.stopping()
+        if self._watchdog.running:
+            self._watchdog.stop()
         for call in self._respawns.values():
             call.cancel()
         self._respawns.clear()
@@ -163,7 +181,12 @@ class Master(Service):
             signal.SIGHUP: self.reload,
             signal.SIGTTIN: self.addWorker,
             signal.SIGTTOU: self.removeWorker,
+            **self.extraSignals,
+            signal.SIGUSR1: self.reopenLogs,
         }
+        # twistd's USR1 handler rotates its log file itself, which does
+        # nothing once logrotate has moved the file: reopen it instead.
+        self._twistdLog = findLogFile(signal.getsignal(signal.SIGUSR1))
         for signum, handler in handlers.items():
             signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
 
@@ -193,6 +216,17 @@ class Master(Service):
             observer.reloading()
         self.startGeneration()
 
+    def reopenLogs(self) -> None:
+        """
+        Have every worker reopen the access log, and twistd its own log.
+        """
+        if self._twistdLog is not None:
+            self._twistdLog.reopen()
+        self._log.info("Reopening log files")
+        for generation in self.generations:
+            for pid in list(generation.workers):
+                generation.signal(pid, signal.SIGUSR1)
+
     def addWorker(self) -> None:
         self.workerCount += 1
         self._log.info("Now {count} workers", count=self.workerCount)
@@ -200,14 +234,16 @@ class Master(Service):
 
     def removeWorker(self) -> None:
         if self.workerCount <= 1:
+            self._log.info("Keeping the last worker")
             return
         self.workerCount -= 1
         self._log.info("Now {count} workers", count=self.workerCount)
         for generation in self._running():
             surplus = generation.active() - self.workerCount
-            candidates = [w for w in generation.workers.values() if w.state is not WorkerState.DRAINING]
+            candidates = [w for w in generation.workers.values() if w.counted and not w.spare]
             for record in candidates[:max(0, surplus)]:
                 record.state = WorkerState.DRAINING
+                record.reason = "scaled down"
                 generation.signal(record.pid, signal.SIGTERM)
 
     # Reports from the generations in.
@@ -216,16 +252,26 @@ class Master(Service):
         if message.event is Event.FATAL and message.pid == generation.pid:
             self._generationFailed(generation, message.args[0])
             return
-        record = generation.record(message.pid)
+        record = generation.record(message.pid, spare="spare" in message.args)
+        record.lastHeard = self.reactor.seconds()
         if message.event is Event.READY:
             record.state = WorkerState.SERVING
             record.limit = int(message.args[0])
+            self._log.info(
+                "Worker {pid} of generation {generation} ready, limit {limit} requests",
+                pid=record.pid, generation=generation.number, limit=record.limit,
+            )
+            if "spare" in message.args and not record.spare:
+                # Activated while it booted.
+                generation.activate(record)
             self._workerReady(generation, record)
         elif message.event is Event.BEAT:
-            record.served = int(message.args[0])
+            record.report = message.report()
+            record.served = record.report.served
         elif message.event is Event.DRAINING:
             record.state = WorkerState.DRAINING
             record.served, record.reason = int(message.args[0]), message.args[1]
+            self._healthy(generation)
             self._reconcile(generation)
         elif message.event is Event.EXITED:
             del generation.workers[message.pid]
@@ -249,9 +295,7 @@ class Master(Service):
 
     def generationEnded(self, generation: Generation) -> None:
         self.generations.remove(generation)
-        call = self._respawns.pop(generation, None)
-        if call is not None:
-            call.cancel()
+        self._healthy(generation)
         self._failures.pop(generation, None)
         self._log.info("Generation {number} has ended", number=generation.number)
 
@@ -274,23 +318,35 @@ class Master(Service):
                 observer.serving(generation)
 
     def _workerExited(self, generation: Generation, record: WorkerRecord, status: int) -> None:
+        self.tally.workerExited(generation, record, status, self.stopping)
         clean = status >= 0 and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_DONE
         if clean:
-            self._failures[generation] = 0
+            self._healthy(generation)
             self._log.info(
                 "Worker {pid} exited after {served} requests ({reason})",
-                pid=record.pid, served=record.served, reason=record.reason or "stopped",
+                pid=record.pid, generation=generation.number, served=record.served, reason=record.reason or "stopped",
             )
         elif not (generation.stopping or self.stopping):
             failures = self._failures[generation] = self._failures.get(generation, 0) + 1
             self._log.warn(
-                "Worker {pid} {how} after {served} requests",
-                pid=record.pid, how=describeExit(status), served=record.served,
+                "Worker {pid} {how} after {served} requests{why}",
+                pid=record.pid, generation=generation.number, how=describeExit(status), served=record.served,
+                why=f" ({record.reason})" if record.reason else "", **exitFields(status),
             )
             if not generation.everServed and failures >= MAX_BOOT_FAILURES:
                 self._generationFailed(generation, f"workers of generation {generation.number} die at start-up ({describeExit(status)})")
                 return
         self._reconcile(generation)
+
+    def _healthy(self, generation: Generation) -> None:
+        """
+        A worker of C{generation} ended as it should: crashes before it do
+        not delay its successors.
+        """
+        self._failures[generation] = 0
+        call = self._respawns.pop(generation, None)
+        if call is not None:
+            call.cancel()
 
     def _generationFailed(self, generation: Generation, reason: str) -> None:
         if generation.stopping:
@@ -304,12 +360,17 @@ class Master(Service):
             "Generation {number} failed, generation {old} keeps serving: {reason}",
             number=generation.number, old=others[-1].number, reason=reason,
         )
+        # A reload has ended, if not as hoped: a supervisor waiting for it
+        # must hear that the server serves.
+        for observer in self.observers:
+            observer.serving(others[-1])
 
     # Actions.
 
     def startGeneration(self) -> Generation:
         self._generationNumber += 1
         generation = Generation(self, self._generationNumber)
+        self._log.info("Generation {number} starting", number=generation.number)
         self.generations.append(generation)
         generation.start(self.reactor, self.config, self.sockets)
         self._reconcile(generation)
@@ -324,11 +385,19 @@ class Master(Service):
 
     def _reconcile(self, generation: Generation) -> None:
         """
-        Ask for as many workers as the generation lacks, after the backoff
-        its recent crashes call for.
+        Keep the generation at its size: wake spares to take the place of
+        workers that left, fork what is still missing, and fork new spares,
+        after the backoff that recent crashes call for.
         """
+        if self.stopping or generation.stopping or generation in self._respawns:
+            return
         missing = self.workerCount - generation.active()
-        if self.stopping or generation.stopping or generation in self._respawns or missing <= 0:
+        spares = sorted(generation.spares(), key=lambda w: w.state is not WorkerState.SERVING)
+        for record in spares[:max(0, missing)]:
+            generation.activate(record)
+            missing -= 1
+        missingSpares = self.config.spareWorkers - len(generation.spares()) - generation.pendingSpares
+        if missing <= 0 and missingSpares <= 0:
             return
         delay = backoff(self._failures.get(generation, 0))
         if delay:
@@ -337,6 +406,8 @@ class Master(Service):
             return
         for _ in range(missing):
             generation.spawn()
+        for _ in range(missingSpares):
+            generation.spawn(spare=True)
 
     def _respawnDue(self, generation: Generation) -> None:
         # After a crash, one worker at a time until one exits cleanly.
@@ -344,6 +415,28 @@ class Master(Service):
         if not (self.stopping or generation.stopping) and generation.active() < self.workerCount:
             generation.spawn()
         self._reconcile(generation)
+
+    # The watchdog.
+
+    def _checkHeartbeats(self) -> None:
+        """
+        Abort workers whose reactor has not been heard from for
+        C{config.timeout} seconds (a deadlock, or C code holding the GIL), so
+        that they print where they were stuck, and kill them soon after.
+        """
+        now = self.reactor.seconds()
+        for generation in self.generations:
+            for record in list(generation.workers.values()):
+                silent = now - record.lastHeard
+                if record.state is WorkerState.BOOTING or silent < self.config.timeout or record.reason == "timeout":
+                    continue
+                self._log.error(
+                    "Worker {pid} sent no heartbeat for {silent:.0f} s: aborting it",
+                    pid=record.pid, silent=silent,
+                )
+                record.reason = "timeout"
+                generation.signal(record.pid, signal.SIGABRT)
+                self.reactor.callLater(KILL_AFTER_ABORT, generation.signal, record.pid, signal.SIGKILL)
 
 
 def _exitWith(code: int) -> None:

@@ -10,6 +10,7 @@ C{PIPE_BUF} bytes, so that lines from concurrent writers never interleave.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from enum import Enum
 
@@ -23,6 +24,9 @@ EXIT_DONE = 0
 #: A worker's (or a template's) exit status when it could not start serving.
 EXIT_BOOT_FAILED = 3
 
+#: The signal that tells a spare worker to start accepting.
+ACTIVATE_SIGNAL = signal.SIGUSR2
+
 # POSIX promises atomic pipe writes up to PIPE_BUF, which is at least 512
 # bytes; Linux gives 4096.  Keep well inside it.
 _MAX_LINE = 3072
@@ -33,9 +37,10 @@ class Event(Enum):
     What a status line reports.
     """
 
-    BORN = "born"  # template: forked worker PID
-    READY = "ready"  # worker: accepting, with its request limit
-    BEAT = "beat"  # worker: alive, with the requests it has served
+    BORN = "born"  # template: forked worker PID, and "spare" for a spare
+    READY = "ready"  # worker: booted, with its request limit, and "spare"
+    ACTIVE = "active"  # spare worker: now accepting
+    BEAT = "beat"  # worker: alive, with its WorkerReport
     DRAINING = "draining"  # worker: stopped accepting, with served and reason
     EXITED = "exited"  # template: worker PID exited, with its wait status
     FATAL = "fatal"  # template or worker: cannot serve, with one line why
@@ -47,7 +52,9 @@ class Command(Enum):
     """
 
     SPAWN = "spawn"  # fork one more worker
-    STOP = "stop"  # fork no more; exit once every worker has gone
+    SPAWN_SPARE = "spawn-spare"  # fork a spare: booted, not accepting until woken
+    STOP = "stop"  # with a signal number: fork no more, close the sockets,
+    # signal every worker, exit once they have gone
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,64 @@ class Message:
         """
         text = line.decode("utf-8", "replace")
         event, pid, *rest = text.split(" ", 2 if text.startswith("fatal ") else -1)
-        return cls(Event(event), int(pid), tuple(rest))
+        message = cls(Event(event), int(pid), tuple(rest))
+        if message.event is Event.BEAT:
+            message.report()
+        return message
+
+    def report(self) -> WorkerReport:
+        """
+        The report a L{Event.BEAT} carries.
+
+        @raise ValueError: It carries none.
+        """
+        return WorkerReport.fromArgs(self.args)
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    """
+    What a worker tells of itself in a L{Event.BEAT} line: at least once a
+    second, and soon after each change between busy and idle.
+
+    @ivar served: Requests admitted so far.
+    @ivar inFlight: Requests admitted and not yet answered.
+    @ivar rss: Resident memory, in bytes.
+    @ivar lastDuration: How long the last answered request took, in
+        microseconds.
+    @ivar lastPath: The path of the last request admitted (C{""}: none yet).
+    """
+
+    served: int = 0
+    inFlight: int = 0
+    rss: int = 0
+    lastDuration: int = 0
+    lastPath: str = ""
+
+    def toArgs(self) -> tuple[str, ...]:
+        # The path goes last: it is the only field that is not a number.
+        return (str(self.served), str(self.inFlight), str(self.rss), str(self.lastDuration), self.lastPath or "-")
+
+    @classmethod
+    def fromArgs(cls, args: tuple[str, ...]) -> WorkerReport:
+        """
+        A beat with the count of requests alone is a report too.
+
+        @raise ValueError: The arguments are not a report.
+        """
+        if not args:
+            raise ValueError("a beat without its count of requests")
+        served, inFlight, rss, lastDuration, lastPath = (*args[:5], "0", "0", "0", "-")[:5]
+        return cls(int(served), int(inFlight), int(rss), int(lastDuration), "" if lastPath == "-" else lastPath)
+
+
+def printablePath(path: bytes, limit: int = 200) -> str:
+    """
+    A request path as one word for a status line: no whitespace, no control
+    characters, at most C{limit} characters.
+    """
+    text = path[:limit].decode("ascii", "backslashreplace")
+    return "".join(c if c.isprintable() and not c.isspace() else f"\\x{ord(c):02x}" for c in text)
 
 
 def send(message: Message, fd: int = STATUS_FD) -> bool:

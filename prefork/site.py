@@ -1,34 +1,93 @@
 """
 The HTTP side of a worker: a L{Site} that counts the requests it admits and
-can close every connection it has without losing a request.
+can close every connection it has without losing a request, and connections
+that hold every request to the rules of HTTP/1.1 and to the worker's limits
+before it reaches the application.
 
 A worker retires after its limit of requests.  The request that reaches the
 limit is answered with C{Connection: close}, and so is every request admitted
 while the worker drains; idle keep-alive connections are closed at once.
+
+Twisted's L{HTTPChannel} parses each request.  L{WorkerChannel} adds what a
+front server needs on top (L{prefork.http} holds the rules themselves): the
+request-target forms, Host, body framing, the request line, header and body
+limits, HTTP/1.0 keep-alive, and two timeouts that keep idle and slow clients
+from costing more than a file descriptor.
 """
 
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
+from twisted.web.http import (
+    NO_BODY_CODES,
+    REQUEST_ENTITY_TOO_LARGE,
+    REQUEST_URI_TOO_LONG,
+    HTTPChannel,
+    _IdentityTransferDecoder,
+)
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
+
+from prefork.accesslog import AccessLog
+from prefork.bodyinput import ContinueInput
+from prefork.http import (
+    ChunkedDecoder,
+    Rejection,
+    checkHost,
+    checkTransferCoding,
+    isPersistent,
+    parseContentLength,
+    parseTarget,
+    rejectionResponse,
+)
+from prefork.limits import RequestLimits
+
+REQUEST_HEADER_FIELDS_TOO_LARGE = 431
+REQUEST_TIMEOUT = 408
+
+_log = Logger()
 
 
 class WorkerRequest(Request):
     """
-    A request that is counted by its site before it is processed.
+    A request that is counted by its site before it is processed, and
+    reported to it when it ends, answered or not.
     """
+
+    channel: WorkerChannel
+    startedAt = 0.0
+    ended = False
+    #: The application got this request before its body.
+    dispatchedEarly = False
+    _handedOver = False
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        # Once only: a request dispatched early is not handed over again
+        # when its body is complete.
+        if not self._handedOver:
+            self._handedOver = True
+            super().requestReceived(command, path, version)
 
     def process(self) -> None:
         site: WorkerSite = self.channel.site
-        if site.admit():
+        self.startedAt = time.perf_counter()
+        if site.admit(self):
             self.closeConnectionAfterResponse()
         super().process()
+
+    def connectionLost(self, reason: Failure) -> None:
+        site = self.channel.site if self.channel is not None else None
+        super().connectionLost(reason)
+        if site is not None and self.startedAt and not self.ended:
+            site.requestEnded(self)
 
     def closeConnectionAfterResponse(self) -> None:
         """
@@ -38,28 +97,292 @@ class WorkerRequest(Request):
         self.channel.persistent = False
         self.responseHeaders.setRawHeaders(b"connection", [b"close"])
 
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting and not self._disconnected:
+            if self.clientproto == b"HTTP/1.0" and self.channel.persistent:
+                self._keepAliveHTTP10()
+            elif self.dispatchedEarly and not self.content.complete:
+                # Answered without (all of) its body: the connection ends.
+                self.closeConnectionAfterResponse()
+        super().write(data)
+
+    def _keepAliveHTTP10(self) -> None:
+        # An HTTP/1.0 client has no chunked coding: without a length, only
+        # closing the connection can end the body.
+        if (
+            self.responseHeaders.hasHeader(b"content-length")
+            or self.method == b"HEAD"
+            or self.code in NO_BODY_CODES
+        ):
+            self.responseHeaders.setRawHeaders(b"connection", [b"keep-alive"])
+        else:
+            self.channel.persistent = False
+
+
+# Where a connection is in its request cycle, which decides its timeout.
+_IDLE = "idle"  # between requests: the keep-alive timeout
+_HEAD = "head"  # reading a request head: the header timeout, from its start
+_BODY = "body"  # reading a body: the header timeout, from the last byte
+_BUSY = "busy"  # the application has the request: no timeout
+
 
 class WorkerChannel(HTTPChannel):
     """
-    An HTTP connection its site keeps track of.
+    An HTTP connection its site keeps track of, which enforces the site's
+    L{RequestLimits} and answers a request it rejects with a short error
+    and a close.
+
+    Its timeouts replace Twisted's idle timeout: a client has
+    C{headerTimeout} seconds to send a request head, however it trickles
+    it; may pause that long at most while sending a body; and may keep an
+    idle connection for C{keepaliveTimeout} seconds.  A connection only
+    notes its deadline; its site's sweep enforces it, which costs a request
+    two clock reads instead of a timer.
+
+    @ivar deadline: When this connection times out (L{None}: never).
     """
 
     site: WorkerSite
+    requestFactory = WorkerRequest
+    limits: RequestLimits
+    deadline: float | None = None
+    _phase = _HEAD
+    #: The connection takes no more requests: it answered one it refused,
+    #: or an early response (below) did not wait for its body.
+    _finished = False
+    #: A request handed to the application before its body (see
+    #: L{prefork.bodyinput}), while that body arrives.
+    _early: WorkerRequest | None = None
+    _expectsContinue = False
+    _bodyReceived = 0
+    answered = 0
 
     def connectionMade(self) -> None:
+        limits = self.limits = self.site.limits
+        # Lines longer than this are refused before they are buffered whole;
+        # a request line that is shorter but still too long is refused once
+        # its head is in.
+        self.MAX_LENGTH = limits.longestLine
+        self.maxHeaders = limits.fields
+        self.totalHeadersSize = limits.headSize
+        self._seconds = self.site.seconds
         super().connectionMade()
+        self.deadline = self._seconds() + limits.headerTimeout
         self.site.channels.add(self)
 
     def connectionLost(self, reason: Failure) -> None:
+        self.deadline = None
+        if self._early is not None:
+            self._early.content.fail()
         super().connectionLost(reason)
         self.site.channelClosed(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        phase = self._phase
+        if phase is _IDLE:
+            self._phase = _HEAD
+            self.deadline = self._seconds() + self.limits.headerTimeout
+        elif phase is _BODY:
+            self.deadline = self._seconds() + self.limits.headerTimeout
+        super().dataReceived(data)
+
+    def timedOut(self) -> None:
+        """
+        The deadline passed: close an idle connection quietly, as a client
+        that reuses it expects; answer a request that did not arrive in
+        time with 408.
+        """
+        self.deadline = None
+        if self._phase is _IDLE or (not self.requests and not self._buffer):
+            self.loseConnection()
+        else:
+            self.reject(REQUEST_TIMEOUT, "request not received in time")
+
+    def reject(self, code: int, reason: str = "") -> None:
+        """
+        Answer the request being read with C{code} and close the connection;
+        the application never sees it.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        self._phase = _BUSY
+        self.persistent = False
+        self.deadline = None
+        if self._early is not None:
+            # The application has this request and may be answering it:
+            # no second answer, only a cut.
+            self._early.content.fail()
+            self._early = None
+            self.transport.abortConnection()
+            return
+        self.transport.write(rejectionResponse(code, reason))
+        self.loseConnection()
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # Twisted's own rejections, in the same form as ours; its count of
+        # header fields is ours.
+        if self._receivedHeaderCount > self.maxHeaders:
+            self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields")
+        else:
+            self.reject(400)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # Twisted's name-mangled flag is the only record of whether this is
+        # a request line or a header line.
+        if self._HTTPChannel__first_line:  # type: ignore[attr-defined]
+            self.reject(REQUEST_URI_TOO_LONG, "request line too long")
+        else:
+            self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "header field too long")
+
+    def headerReceived(self, line: bytes) -> bool:
+        # Lines are checked against the longer of the two limits, and an
+        # obsolete line folding can make a field longer than any line.
+        if len(line) > self.limits.fieldSize:
+            self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "header field too long")
+            return False
+        return super().headerReceived(line)
+
+    def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
+        try:
+            if header == b"Content-Length":
+                length: int | None = parseContentLength(data)
+                decoder: object = _IdentityTransferDecoder(
+                    length, self.requests[-1].handleContentChunk, self._finishRequestBody
+                )
+            elif header == b"Transfer-Encoding":
+                checkTransferCoding(self._version, data)
+                length = None
+                decoder = ChunkedDecoder(self._chunkReceiver(self.requests[-1]), self._finishRequestBody)
+            else:
+                return True
+            if self._transferDecoder is not None:
+                raise Rejection(400, "more than one Content-Length or Transfer-Encoding")
+        except Rejection as e:
+            self.reject(e.code, e.reason)
+            self.length = None
+            return False
+        self.length = length
+        self._transferDecoder = decoder
+        return True
+
+    def _chunkReceiver(self, request: Request) -> Callable[[bytes], None]:
+        """
+        What receives the pieces of C{request}'s chunked body, counted
+        against the body limit.
+        """
+
+        def chunkReceived(data: bytes) -> None:
+            if self._finished:
+                return
+            self._bodyReceived += len(data)
+            if self.limits.bodyTooLarge(self._bodyReceived):
+                self.reject(REQUEST_ENTITY_TOO_LARGE, "request body too large")
+                return
+            request.handleContentChunk(data)
+
+        return chunkReceived
+
+    def allHeadersReceived(self) -> None:
+        try:
+            self._checkHead(self.requests[-1])
+        except Rejection as e:
+            self.reject(e.code, e.reason)
+            return
+        super().allHeadersReceived()
+        if self.length != 0:
+            self._phase = _BODY
+            self._bodyReceived = 0
+            self.deadline = self._seconds() + self.limits.headerTimeout
+            if self._expectsContinue:
+                self._expectsContinue = False
+                self._dispatchEarly(self.requests[-1])
+
+    def _checkHead(self, request: Request) -> None:
+        """
+        Check what Twisted leaves open in a complete request head, before
+        any of its body is read; bring an absolute-form target to
+        origin-form, the target's authority becoming the Host.
+
+        @raise Rejection: The request cannot be served.
+        """
+        if len(self._command) + len(self._path) + len(self._version) + 2 > self.limits.requestLine:
+            raise Rejection(REQUEST_URI_TOO_LONG, "request line too long")
+        target, authority = parseTarget(self._command, self._path)
+        headers = request.requestHeaders
+        checkHost(self._version, headers.getRawHeaders(b"host"))
+        if authority is not None:
+            # RFC 9112 section 3.2.2: the target's authority wins over Host.
+            self._path = target
+            headers.setRawHeaders(b"host", [authority])
+        if self.length and self.limits.bodyTooLarge(self.length):
+            raise Rejection(REQUEST_ENTITY_TOO_LARGE, "request body too large")
+
+    def checkPersistence(self, request: Request, version: bytes) -> bool:
+        persistent = isPersistent(version, request.requestHeaders.getRawHeaders(b"connection"))
+        if not persistent and version == b"HTTP/1.1":
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        return persistent
+
+    def _send100Continue(self) -> None:
+        # Only a request with a body waits for the go-ahead; one refused on
+        # its head (413, say) got its final answer instead.  With a thread
+        # pool, the go-ahead waits for the application to read the body.
+        if self.length == 0:
+            return
+        if self.site.continueOnRead:
+            self._expectsContinue = True
+        else:
+            super()._send100Continue()
+
+    def _dispatchEarly(self, request: WorkerRequest) -> None:
+        """
+        Hand C{request} to the application now, its body to follow as the
+        application reads it.
+        """
+        self._early = request
+
+        def askForBody() -> None:
+            # Even when the body is already in: the application asked.
+            if not request.startedWriting and not request._disconnected:
+                super(WorkerChannel, self)._send100Continue()
+
+        request.content = ContinueInput(self.site.reactor, askForBody)
+        request.dispatchedEarly = True
+        request.requestReceived(self._command, self._path, self._version)
+
+    def allContentReceived(self) -> None:
+        if self._finished:
+            return
+        self._phase = _BUSY
+        self.deadline = None
+        if self._early is not None:
+            self._early.content.finish()
+            self._early = None
+        super().allContentReceived()
+
+    def requestDone(self, request: Request) -> None:
+        self.answered += 1
+        if self._early is request:
+            # Answered before its body arrived: the rest of the body would
+            # be read as the next request.
+            self._early = None
+            self._finished = True
+            self.persistent = False
+        if self.persistent:
+            # Before Twisted replays a pipelined request, which moves the
+            # connection on to reading its head.
+            self._phase = _IDLE
+            self.deadline = self._seconds() + self.limits.keepaliveTimeout
+        super().requestDone(request)
 
     def isIdle(self) -> bool:
         """
         Whether this connection is between requests with nothing to read: a
         keep-alive connection that can be closed without losing a request.
+        A new connection is not idle: its client is about to send.
         """
-        if self.requests or getattr(self, "_buffer", b""):
+        if not self.answered or self.requests or getattr(self, "_buffer", b""):
             return False
         try:
             # A request may already be waiting in the kernel: then it is
@@ -78,9 +401,17 @@ class WorkerSite(Site):
     C{atLimit} when it has admitted the last one.
 
     @ivar served: How many requests this site has admitted.
+    @ivar inFlight: How many of them are not answered yet.
+    @ivar lastPath: The path of the last request admitted.
+    @ivar lastDuration: How long the last request took, in seconds.
+    @ivar changed: Called when the site turns busy or idle.
     @ivar closing: Set when the worker drains: every response from then on
         closes its connection.
     @ivar channels: The open connections.
+    @ivar limits: What every connection enforces.
+    @ivar continueOnRead: Hand a request that expects C{100 Continue} to
+        the application before its body, and send the 100 when the
+        application reads it; for an application run in a thread pool.
     """
 
     requestFactory = WorkerRequest
@@ -92,9 +423,27 @@ class WorkerSite(Site):
         resource: IResource,
         limit: int,
         atLimit: Callable[[], None],
-        logPath: str | None = None,
+        accessLog: AccessLog | None = None,
+        limits: RequestLimits = RequestLimits(),
+        continueOnRead: bool = False,
+        reactor: IReactorTime | None = None,
     ) -> None:
-        super().__init__(resource, logPath=logPath)
+        # No idle timeout of Twisted's: WorkerChannel keeps its own, and a
+        # WSGI server leaves request bodies to the application unparsed.
+        super().__init__(resource, timeout=None, parsePOSTFormSubmission=False, reactor=reactor)
+        self.accessLog = accessLog
+        self.changed: Callable[[], None] = lambda: None
+        self.inFlight = 0
+        self.lastPath = b""
+        self.lastDuration = 0.0
+        self.limits = limits
+        self.continueOnRead = continueOnRead
+        self.seconds = self.reactor.seconds
+        # Timeouts are enforced this often: a small part of the shortest,
+        # but not so often that sweeping would cost more than serving.
+        self._sweeper = LoopingCall(self._sweep)
+        self._sweeper.clock = self.reactor
+        self._sweepInterval = max(0.05, min(1.0, limits.headerTimeout / 4, limits.keepaliveTimeout / 4))
         self.limit = limit
         self.atLimit = atLimit
         self.served = 0
@@ -102,16 +451,52 @@ class WorkerSite(Site):
         self.channels: set[WorkerChannel] = set()
         self._emptyWaiters: list[Deferred[None]] = []
 
-    def admit(self) -> bool:
+    def startFactory(self) -> None:
+        super().startFactory()
+        self._sweeper.start(self._sweepInterval, now=False)
+
+    def stopFactory(self) -> None:
+        if self._sweeper.running:
+            self._sweeper.stop()
+        super().stopFactory()
+
+    def _sweep(self) -> None:
+        """
+        Time out every connection whose deadline has passed.
+        """
+        now = self.seconds()
+        for channel in [c for c in self.channels if c.deadline is not None and c.deadline <= now]:
+            try:
+                channel.timedOut()
+            except Exception:
+                # One connection's trouble must not stop the sweeping.
+                _log.failure("Timing out a connection failed")
+                channel.transport.abortConnection()
+
+    def admit(self, request: WorkerRequest) -> bool:
         """
         Count one more request.
 
         @return: Whether its connection must close after the response.
         """
         self.served += 1
+        self.inFlight += 1
+        self.lastPath = request.path
+        if self.inFlight == 1:
+            self.changed()
         if self.served == self.limit:
             self.atLimit()
         return self.closing
+
+    def requestEnded(self, request: WorkerRequest) -> None:
+        """
+        C{request} was answered, or its connection lost before it was.
+        """
+        request.ended = True
+        self.inFlight -= 1
+        self.lastDuration = time.perf_counter() - request.startedAt
+        if self.inFlight == 0:
+            self.changed()
 
     def closeIdleConnections(self) -> None:
         """
@@ -146,14 +531,10 @@ class WorkerSite(Site):
             waiter.callback(None)
 
     def log(self, request: Request) -> None:
-        # Without an access log, Twisted would send every request to the
-        # worker's log instead.
-        if self.logPath is not None:
-            super().log(request)
-
-    def _openLogFile(self, path: str | bytes):  # type: ignore[no-untyped-def]
-        # Every worker appends to the same file: line buffering with O_APPEND
-        # makes each line one atomic write.
-        if path == "-":
-            return open(1, "a", 1, newline="\n", closefd=False)
-        return super()._openLogFile(path)
+        # Twisted calls this as a request finishes; without an access log it
+        # would send every request to the worker's log instead.
+        if not isinstance(request, WorkerRequest) or request.ended or not request.startedAt:
+            return
+        self.requestEnded(request)
+        if self.accessLog is not None:
+            self.accessLog.write(request, self.lastDuration)

@@ -35,10 +35,13 @@ class ListeningSocket:
     @ivar socket: The socket, non-blocking.
     @ivar unlinkPath: The path of a UNIX socket this server bound, removed
         when the server stops; L{None} for others and inherited ones.
+    @ivar origin: Who handed the socket over, for an inherited one (e.g.
+        C{"systemd fd 3 'web'"}); L{None} for a socket this server opened.
     """
 
     socket: socket.socket
     unlinkPath: str | None = None
+    origin: str | None = None
 
     def fileno(self) -> int:
         return self.socket.fileno()
@@ -49,8 +52,13 @@ class ListeningSocket:
 
     def describe(self) -> str:
         """
-        The address, as a URL for TCP and as C{unix:PATH} for UNIX sockets.
+        The address, as a URL for TCP and as C{unix:PATH} for UNIX sockets,
+        followed by the origin of an inherited socket.
         """
+        suffix = f" (from {self.origin})" if self.origin else ""
+        return self._address() + suffix
+
+    def _address(self) -> str:
         address: Any = self.socket.getsockname()
         if self.family == socket.AF_UNIX:
             name = address.decode("utf-8", "replace") if isinstance(address, bytes) else address

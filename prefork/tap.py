@@ -5,6 +5,7 @@ The C{twistd prefork} command line: its options and the service it builds.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any
 
@@ -12,10 +13,18 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from prefork import inherited
+from prefork.accesslog import checkFormat
 from prefork.appload import parseAppSpec
+from prefork import limits
 from prefork.config import DEMO_APP, ServerConfig
 from prefork.master import Master
-from prefork.sockets import CannotListen, listen
+from prefork.proctitle import AVAILABLE as TITLES, TitleService, masterTitle
+from prefork.proxies import parseForwardedAllowIps
+from prefork.sdnotify import NotifyingObserver, SystemdNotifier
+from prefork.sockets import CannotListen, ListeningSocket, listen
+from prefork.status import StatusCollector, currentGeneration
+from prefork.statuspage import StatusService
 
 DEFAULT_LISTEN = "tcp:8080"
 
@@ -35,11 +44,30 @@ class Options(usage.Options):
         ["max-requests", None, "100", "Requests a worker serves before it is replaced (0 = never)."],
         ["min-requests", None, None, "When given, each worker's limit is drawn between this and --max-requests."],
         ["threads", None, str(ServerConfig.threads), "WSGI threads per worker (0 = run the app in the worker's reactor thread)."],
+        ["spare-workers", None, "1", "Workers kept booted but idle, to replace a retiring or dead worker at once."],
         ["graceful-timeout", None, "30", "Seconds a stopping worker may take to finish its requests and exit guards."],
-        ["access-log", None, None, "Write a combined-format access log to this file ('-' for standard output)."],
+        ["timeout", "t", "30", "Kill a worker whose event loop has been stuck this many seconds (0 = never)."],
+        ["access-log", None, None, "Write an access log to this file ('-' for standard output); USR1 reopens it."],
+        ["access-log-format", None, None, "The access log's format, a Python format string over the fields in README [default: combined]."],
+        ["status", None, None, "Serve the status page, status.json and Prometheus /metrics on this endpoint, e.g. tcp:9191:interface=127.0.0.1."],
+        ["max-rss", None, "0", "Retire a worker once its resident memory passes this many MB (0 = no limit)."],
+        ["limit-request-line", None, str(limits.DEFAULT_REQUEST_LINE), "Longest request line in bytes; longer gets 414."],
+        ["limit-request-fields", None, str(limits.DEFAULT_REQUEST_FIELDS), "Most header fields in a request; more gets 431."],
+        ["limit-request-field-size", None, str(limits.DEFAULT_REQUEST_FIELD_SIZE),
+         "Longest header field in bytes; longer gets 431."],
+        ["limit-request-body", None, str(limits.DEFAULT_REQUEST_BODY),
+         "Largest request body in bytes; larger gets 413 (0 = no limit)."],
+        ["header-timeout", None, "%g" % limits.DEFAULT_HEADER_TIMEOUT,
+         "Seconds a client has to send a request head, and the longest pause while it sends a body."],
+        ["keepalive-timeout", None, "%g" % limits.DEFAULT_KEEPALIVE_TIMEOUT,
+         "Seconds an idle keep-alive connection stays open."],
+        ["script-name", None, "", "Mount the app below this URL prefix (its SCRIPT_NAME), e.g. /app."],
+        ["forwarded-allow-ips", None, "127.0.0.1",
+         "Comma-separated addresses or networks (or *) whose X-Forwarded-Proto sets wsgi.url_scheme."],
     ]
     optFlags = [
         ["no-preload", None, "Import the app in each worker after the fork, instead of once in the template."],
+        ["display-tracebacks", None, "Send the traceback of an application error to the client with its 500."],
     ]
     compData = usage.Completions(
         optActions={"access-log": usage.CompleteFiles(), "pythonpath": usage.CompleteDirs()},
@@ -52,7 +80,7 @@ class Options(usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """
-        Listen on this Twisted endpoint, e.g. tcp:8080:interface=127.0.0.1 or unix:/run/app.sock (repeatable) [default: tcp:8080]
+        Listen on this Twisted endpoint, e.g. tcp:8080:interface=127.0.0.1, unix:/run/app.sock or systemd:domain=INET:index=0 (repeatable) [default: the sockets systemd, Server::Starter or einhorn pass, else tcp:8080]
         """
         self["listen"].append(description)
 
@@ -80,6 +108,17 @@ class Options(usage.Options):
         """
         self["min-requests"] = value
 
+    def _inherit(self) -> None:
+        """
+        With no --listen, serve on the sockets a superdaemon passed, if any.
+        """
+        try:
+            found = inherited.inheritedSockets()
+        except inherited.InheritedSocketError as e:
+            raise usage.UsageError(str(e))
+        self["listen"] = [listening.describe() for listening in found] or [DEFAULT_LISTEN]
+        self["endpoints"] = found or [_endpoint(DEFAULT_LISTEN)]
+
     def parseOptions(self, options: Any = None) -> None:
         # twistd answers a usage error with its whole help text; one line
         # that names the problem serves better.
@@ -95,31 +134,85 @@ class Options(usage.Options):
             raise usage.UsageError(f"--app {e}")
         if self["port"] is not None:
             self["listen"].append(f"tcp:{_number(self, 'port', 0)}")
-        if not self["listen"]:
-            self["listen"] = [DEFAULT_LISTEN]
-        from twisted.internet import reactor
-
-        self["endpoints"] = []
-        for description in self["listen"]:
-            try:
-                self["endpoints"].append(serverFromString(reactor, description))
-            except (ValueError, KeyError, TypeError) as e:
-                raise usage.UsageError(f"--listen {description!r} is not a server endpoint: {e}")
+        if self["listen"]:
+            self["endpoints"] = [_endpoint(description) for description in self["listen"]]
+        else:
+            self._inherit()
         maxRequests = _number(self, "max-requests", 0)
         minRequests = None if self["min-requests"] is None else _number(self, "min-requests", 1)
         if minRequests is not None and (maxRequests == 0 or minRequests > maxRequests):
             raise usage.UsageError("--min-requests must not be above --max-requests (nor given with --max-requests 0)")
+        self["statusEndpoint"] = None
+        if self["status"] is not None:
+            from twisted.internet import reactor
+
+            try:
+                self["statusEndpoint"] = serverFromString(reactor, self["status"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise usage.UsageError(f"--status {self['status']!r} is not a server endpoint: {e}")
+        if self["access-log-format"] is not None:
+            try:
+                checkFormat(self["access-log-format"])
+            except ValueError as e:
+                raise usage.UsageError(f"--access-log-format {e}")
         self["config"] = ServerConfig(
             app=self["app"],
             workers=_number(self, "workers", 1),
             maxRequests=maxRequests,
             minRequests=minRequests,
             threads=_number(self, "threads", 0),
+            spareWorkers=_number(self, "spare-workers", 0),
             gracefulTimeout=_number(self, "graceful-timeout", 0, float),
-            accessLog=None if self["access-log"] is None else (self["access-log"] if self["access-log"] == "-" else os.path.abspath(self["access-log"])),
+            timeout=_number(self, "timeout", 0, float),
+            accessLog=_accessLog(self["access-log"]),
+            accessLogFormat=self["access-log-format"],
+            maxRss=_number(self, "max-rss", 0),
             preload=not self["no-preload"],
             pythonPath=tuple([os.getcwd(), *self["pythonpath"]]),
+            limitRequestLine=_number(self, "limit-request-line", 1),
+            limitRequestFields=_number(self, "limit-request-fields", 1),
+            limitRequestFieldSize=_number(self, "limit-request-field-size", 1),
+            limitRequestBody=_number(self, "limit-request-body", 0),
+            headerTimeout=_seconds(self, "header-timeout"),
+            keepaliveTimeout=_seconds(self, "keepalive-timeout"),
+            scriptName=_scriptName(self["script-name"]),
+            forwardedAllowIps=_forwardedAllowIps(self["forwarded-allow-ips"]),
+            displayTracebacks=bool(self["display-tracebacks"]),
         )
+
+
+def _endpoint(description: str) -> Any:
+    """
+    The endpoint C{--listen description} names, or the inherited socket a
+    C{systemd:} description names.
+    """
+    if description.startswith("systemd:"):
+        try:
+            return inherited.systemdEndpoint(description)
+        except inherited.InheritedSocketError as e:
+            raise usage.UsageError(f"--listen {e}")
+    from twisted.internet import reactor
+
+    try:
+        return serverFromString(reactor, description)
+    except (ValueError, KeyError, TypeError) as e:
+        raise usage.UsageError(f"--listen {description!r} is not a server endpoint: {e}")
+
+
+def _accessLog(path: str | None) -> str | None:
+    """
+    The absolute path of the access log, checked to be writable now rather
+    than in every worker.
+    """
+    if path is None or path == "-":
+        return path
+    path = os.path.abspath(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise usage.UsageError(f"--access-log {path!r} cannot be opened: {e.strerror}")
+    return path
 
 
 def _number(options: Options, name: str, minimum: int, kind: type = int) -> Any:
@@ -133,6 +226,31 @@ def _number(options: Options, name: str, minimum: int, kind: type = int) -> Any:
     return number
 
 
+def _seconds(options: Options, name: str) -> float:
+    value = options[name]
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise usage.UsageError(f"--{name} must be a number of seconds above 0, not {value!r}")
+    return seconds
+
+
+def _scriptName(value: str) -> str:
+    if value and not value.startswith("/"):
+        raise usage.UsageError(f"--script-name must start with '/', not {value!r}")
+    # "/app/" and "/app" mount at the same place; "/" is the root.
+    return value.rstrip("/")
+
+
+def _forwardedAllowIps(value: str) -> tuple[str, ...]:
+    try:
+        return parseForwardedAllowIps(value)
+    except ValueError as e:
+        raise usage.UsageError(f"--forwarded-allow-ips {value!r}: {e}")
+
+
 def makeService(options: Options) -> IService:
     """
     The master, holding every listening socket, in a L{MultiService}.
@@ -141,9 +259,25 @@ def makeService(options: Options) -> IService:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        sockets = [listen(endpoint, description) for endpoint, description in zip(options["endpoints"], options["listen"])]
+        sockets = [_open(endpoint, description) for endpoint, description in zip(options["endpoints"], options["listen"])]
     except CannotListen as e:
         raise SystemExit(f"twistd prefork: {e}")
     top = MultiService()
-    Master(options["config"], sockets).setServiceParent(top)
+    config: ServerConfig = options["config"]
+    master = Master(config, sockets)
+    if inherited.underEinhorn():
+        # einhorn asks its workers to stop gracefully with USR2.
+        master.extraSignals[signal.SIGUSR2] = master.gracefulStop
+    notifier = SystemdNotifier.fromEnvironment()
+    if notifier is not None:
+        master.observers.append(NotifyingObserver(notifier))
+    master.setServiceParent(top)
+    if options["statusEndpoint"] is not None:
+        StatusService(options["statusEndpoint"], options["status"], StatusCollector(master)).setServiceParent(top)
+    if TITLES:
+        TitleService(lambda: masterTitle(config.app, currentGeneration(master), master.workerCount)).setServiceParent(top)
     return top
+
+
+def _open(endpoint: Any, description: str) -> ListeningSocket:
+    return endpoint if isinstance(endpoint, ListeningSocket) else listen(endpoint, description)

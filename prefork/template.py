@@ -25,9 +25,12 @@ import threading
 import traceback
 from typing import Any, NoReturn
 
-from prefork.appload import AppLoadError, WSGIApplication, loadApp
+from twisted.internet import tcp
+
+from prefork.appload import WSGIApplication
 from prefork.config import ServerConfig
 from prefork.messages import (
+    ACTIVATE_SIGNAL,
     EXIT_BOOT_FAILED,
     FIRST_LISTEN_FD,
     Command,
@@ -35,7 +38,8 @@ from prefork.messages import (
     Message,
     send,
 )
-from prefork.worker import Listener, serve
+from prefork.proctitle import setTitle, templateTitle
+from prefork.worker import Listener, loadAppOrReport, serve
 
 # What a worker imports as it installs its reactor, imported once here so
 # that every worker shares it instead of loading its own copy.  Importing it
@@ -84,18 +88,31 @@ class Template:
             return b""
         *lines, pending = (pending + data).split(b"\n")
         for line in lines:
-            command = Command(line.decode("ascii").strip())
-            if command is Command.SPAWN and not self.stopping:
-                self._spawn()
+            name, _, argument = line.decode("ascii").strip().partition(" ")
+            command = Command(name)
+            if command in (Command.SPAWN, Command.SPAWN_SPARE) and not self.stopping:
+                self._spawn(spare=command is Command.SPAWN_SPARE)
             elif command is Command.STOP:
-                self.stopping = True
+                self._stop(int(argument))
         return pending
+
+    def _stop(self, signum: int) -> None:
+        self.stopping = True
+        # While any process holds a listening socket, the kernel completes
+        # connections on it that nobody will accept; after a stop they must
+        # be refused instead.
+        for fd, _ in self.listeners:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.listeners = []
+        for pid in self.workers:
+            os.kill(pid, signum)
 
     def _masterGone(self) -> None:
         self._selector.unregister(0)
-        self.stopping = True
-        for pid in self.workers:
-            os.kill(pid, signal.SIGTERM)
+        self._stop(signal.SIGTERM)
 
     def _drainWakeups(self) -> None:
         try:
@@ -112,14 +129,14 @@ class Template:
             self.workers.discard(pid)
             send(Message(Event.EXITED, pid, (str(status),)))
 
-    def _spawn(self) -> None:
+    def _spawn(self, spare: bool) -> None:
         pid = os.fork()
         if pid == 0:
-            self._becomeWorker()
+            self._becomeWorker(spare)
         self.workers.add(pid)
-        send(Message(Event.BORN, pid))
+        send(Message(Event.BORN, pid, ("spare",) if spare else ()))
 
-    def _becomeWorker(self) -> NoReturn:
+    def _becomeWorker(self, spare: bool) -> NoReturn:
         status = 1
         try:
             signal.set_wakeup_fd(-1)
@@ -131,7 +148,7 @@ class Template:
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.close(devnull)
-            status = serve(self.config, self.generation, self.application, self.listeners)
+            status = serve(self.config, self.generation, self.application, self.listeners, spare)
         except BaseException:
             traceback.print_exc()
         finally:
@@ -162,13 +179,8 @@ def _preloadIsUnsafe() -> bool:
 
 
 def _preload(config: ServerConfig, arguments: dict[str, Any]) -> WSGIApplication:
-    pid = os.getpid()
-    try:
-        application = loadApp(config.app, config.pythonPath)
-    except AppLoadError as e:
-        if e.details:
-            sys.stderr.write(e.details)
-        send(Message(Event.FATAL, pid, (str(e),)))
+    application = loadAppOrReport(config)
+    if application is None:
         sys.exit(EXIT_BOOT_FAILED)
     if _preloadIsUnsafe():
         sys.stderr.write(
@@ -184,14 +196,30 @@ def _preload(config: ServerConfig, arguments: dict[str, Any]) -> WSGIApplication
     return application
 
 
+def _prepareWorkers() -> None:
+    """
+    Do here, once, what every worker would otherwise do as it boots.
+    """
+    # Twisted's ports keep a spare descriptor open to recover from EMFILE;
+    # opening it is half of a worker's boot time.  Forked, it is inherited.
+    tcp._reservedFD.reserve()
+
+
 def main(argv: list[str]) -> NoReturn:
     arguments = json.loads(argv[1])
     config = ServerConfig.fromJSON(arguments["config"])
     # The master decides what a terminal's Ctrl-C or hang-up means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # USR1 asks workers to reopen their logs; until a new worker's reactor
+    # handles it, it must not kill the worker (nor this process).
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    setTitle(templateTitle(config.app, arguments["generation"]))
+    # Until a worker is ready to be woken, waking it must not kill it.
+    signal.signal(ACTIVATE_SIGNAL, signal.SIG_IGN)
     listeners = _listeners(arguments["sockets"])
     application = _preload(config, arguments) if config.preload else None
+    _prepareWorkers()
     Template(config, arguments["generation"], application, listeners).run()
 
 

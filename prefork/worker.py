@@ -10,6 +10,7 @@ never for longer than the graceful timeout.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import random
 import signal
@@ -18,6 +19,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+# Imported here, in the template, so that a worker only has to install it:
+# importing a reactor module does not install a reactor.
+from twisted.internet import epollreactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.internet.task import LoopingCall
@@ -25,10 +29,15 @@ from twisted.logger import Logger, LogLevel, eventAsText, globalLogBeginner
 from twisted.python.threadpool import ThreadPool
 
 from prefork.accept import adoptFairPort
+from prefork.accesslog import COMBINED, AccessLog
 from prefork.appload import AppLoadError, WSGIApplication, loadApp
 from prefork.config import ServerConfig
 from prefork.exitguard import ExitGuard
-from prefork.messages import EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
+from prefork.heartbeat import Heartbeat
+from prefork.memory import residentBytes
+from prefork.messages import ACTIVATE_SIGNAL, EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
+from prefork.proctitle import setTitle, workerTitle
+from prefork.proxies import TrustedProxies
 from prefork.site import WorkerSite
 from prefork.wsgi import WorkerWSGIResource
 
@@ -71,8 +80,10 @@ class Worker:
         generation: int,
         application: WSGIApplication,
         listeners: Sequence[Listener],
+        spare: bool = False,
     ) -> None:
         self.reactor = reactor
+        self.spare = spare
         self.config = config
         self.generation = generation
         self.pid = os.getpid()
@@ -82,12 +93,28 @@ class Worker:
         self.threadpool = ThreadPool(config.threads, config.threads, "prefork-wsgi") if config.threads else None
         about = {"pid": self.pid, "generation": generation, "limit": self.limit}
         resource = WorkerWSGIResource(
-            reactor, self.threadpool, application, {"prefork.exit_guard": self.guard, "prefork.worker": about}
+            reactor,
+            self.threadpool,
+            application,
+            {"prefork.exit_guard": self.guard, "prefork.worker": about},
+            scriptName=config.scriptName,
+            trustedProxies=TrustedProxies(config.forwardedAllowIps),
+            displayTracebacks=config.displayTracebacks,
         )
-        self.site = WorkerSite(resource, self.limit, lambda: self.drain("limit"), logPath=config.accessLog)
+        self.accessLog = None if config.accessLog is None else AccessLog(config.accessLog, config.accessLogFormat or COMBINED)
+        self.site = WorkerSite(
+            resource,
+            self.limit,
+            lambda: self.drain("limit"),
+            self.accessLog,
+            limits=config.requestLimits(),
+            continueOnRead=self.threadpool is not None,
+        )
+        self.heartbeat = Heartbeat(self.pid, self.site)
+        self.site.changed = self.heartbeat.changed
         self._listeners = listeners
         self._ports: list[IListeningPort] = []
-        self._heartbeat = LoopingCall(self._beat)
+        self._beating = LoopingCall(self._beat)
         self._deadline: IDelayedCall | None = None
         self._idleClose: IDelayedCall | None = None
         self.draining = False
@@ -97,10 +124,13 @@ class Worker:
         Adopt the listening sockets and start serving once the reactor runs.
         """
         for fd, family in self._listeners:
-            self._ports.append(adoptFairPort(self.reactor, fd, family, self.site))
+            port = adoptFairPort(self.reactor, fd, family, self.site)
             # The port works on a copy; keeping the original would keep the
             # socket open (and connectable) after this worker stops accepting.
             os.close(fd)
+            if self.spare:
+                port.stopReading()
+            self._ports.append(port)
         if self.threadpool is not None:
             self.threadpool.start()
         self.reactor.addSystemEventTrigger("before", "shutdown", self._stopAccepting)
@@ -113,15 +143,41 @@ class Worker:
             (signal.SIGTERM, lambda: self.drain("stop")),
             (signal.SIGINT, lambda: self.drain("quick", QUICK_STOP_TIMEOUT)),
             (signal.SIGQUIT, lambda: self.drain("quick", QUICK_STOP_TIMEOUT)),
+            (signal.SIGUSR1, self.reopenLogs),
+            (ACTIVATE_SIGNAL, self.activate),
         ]:
             signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
-        send(Message(Event.READY, self.pid, (str(self.limit),)))
-        self._heartbeat.start(HEARTBEAT_INTERVAL, now=False)
+        send(Message(Event.READY, self.pid, (str(self.limit), *(("spare",) if self.spare else ()))))
+        self._beating.start(HEARTBEAT_INTERVAL)
+
+    def activate(self) -> None:
+        """
+        Start accepting: a spare takes the place of a worker that retired.
+        """
+        if not self.spare or self.draining:
+            return
+        self.spare = False
+        for port in self._ports:
+            port.startReading()
+        send(Message(Event.ACTIVE, self.pid))
 
     def _beat(self) -> None:
-        alive = send(Message(Event.BEAT, self.pid, (str(self.site.served),)))
+        self.heartbeat.rss = rss = residentBytes()
+        alive = self.heartbeat.beat()
+        setTitle(workerTitle(self.config.app, self.generation, self.site.served, self.limit, self.spare))
         if not alive or os.getppid() != self.parentPid:
             self.drain("orphaned", QUICK_STOP_TIMEOUT)
+        elif self.config.maxRss and rss > self.config.maxRss * 2**20 and not self.draining:
+            _log.info(
+                "Using {rss} MB, more than --max-rss {limit} MB: retiring",
+                rss=rss >> 20, limit=self.config.maxRss,
+            )
+            self.drain("memory")
+
+    def reopenLogs(self) -> None:
+        if self.accessLog is not None:
+            self.accessLog.reopen()
+            _log.info("Reopened the access log {path}", path=self.accessLog.path)
 
     def drain(self, reason: str, timeout: float | None = None) -> None:
         """
@@ -143,7 +199,9 @@ class Worker:
             return
         self.draining = True
         self.site.closing = True
-        self._stopAccepting()
+        # A worker retiring at its limit leaves waiting connections to the
+        # others; when the whole server stops, nobody else will take them.
+        self._stopAccepting(takePending=reason != "limit")
         send(Message(Event.DRAINING, self.pid, (str(self.site.served), reason)))
         if quick:
             self.site.closeIdleConnections()
@@ -154,11 +212,21 @@ class Worker:
         finished.addCallback(lambda _: self.guard.wait())
         finished.addCallback(lambda _: self._stop())
 
-    def _stopAccepting(self) -> None:
-        # Not stopListening(): for a UNIX socket that would unlink the path,
-        # which belongs to the master.
+    def _stopAccepting(self, takePending: bool = False) -> None:
+        """
+        Stop accepting connections; with C{takePending}, first accept those
+        the kernel has already completed, so that they are answered instead
+        of reset when the socket closes.
+        """
         for port in self._ports:
             port.stopReading()
+            if takePending:
+                port.acceptsPerWakeup = 2**16  # all of them, at once
+                port.doRead()
+            # Not stopListening(): that shuts down the socket, in every
+            # process that shares it, and unlinks a UNIX socket's path.  A
+            # connection completed between the last accept() and this close
+            # is reset by the kernel: keep the two as close as can be.
             port.socket.close()
         self._ports = []
 
@@ -178,8 +246,9 @@ class Worker:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
-        if self._heartbeat.running:
-            self._heartbeat.stop()
+        if self._beating.running:
+            self._beating.stop()
+            self.heartbeat.stop()
         if self.reactor.running:
             self.reactor.stop()
 
@@ -214,31 +283,46 @@ def _logToStderr(pid: int) -> None:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
+def loadAppOrReport(config: ServerConfig) -> WSGIApplication | None:
+    """
+    Import the application; if it cannot be, tell the master why in one
+    line, and print the traceback (if the module raised) to the log.
+    """
+    try:
+        return loadApp(config.app, config.pythonPath)
+    except AppLoadError as e:
+        if e.details:
+            sys.stderr.write(e.details)
+        send(Message(Event.FATAL, os.getpid(), (str(e),)))
+        return None
+
+
 def serve(
-    config: ServerConfig, generation: int, application: WSGIApplication | None, listeners: Sequence[Listener]
+    config: ServerConfig,
+    generation: int,
+    application: WSGIApplication | None,
+    listeners: Sequence[Listener],
+    spare: bool = False,
 ) -> int:
     """
     Be a worker: install a reactor, serve until done, and return the exit
     status.  Called in the child right after the template forks it.
 
     @param application: The preloaded application, or L{None} to import it.
+    @param spare: Boot, but accept nothing until L{ACTIVATE_SIGNAL}.
     """
-    from twisted.internet import epollreactor
-
+    # A worker that stops sending heartbeats is sent SIGABRT before it is
+    # killed: this prints where every thread was stuck.
+    faulthandler.enable(all_threads=True)
     epollreactor.install()
     from twisted.internet import reactor
 
-    pid = os.getpid()
-    _logToStderr(pid)
+    _logToStderr(os.getpid())
     if application is None:
-        try:
-            application = loadApp(config.app, config.pythonPath)
-        except AppLoadError as e:
-            if e.details:
-                sys.stderr.write(e.details)
-            send(Message(Event.FATAL, pid, (str(e),)))
+        application = loadAppOrReport(config)
+        if application is None:
             return EXIT_BOOT_FAILED
-    worker = Worker(reactor, config, generation, application, listeners)
+    worker = Worker(reactor, config, generation, application, listeners, spare)
     worker.start()
     reactor.run()
     worker.stopThreads()

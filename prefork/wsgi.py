@@ -6,6 +6,12 @@ the stock container gets wrong in a prefork server: C{wsgi.multiprocess} is
 true, requests over UNIX sockets work (Twisted reads a port number from every
 address, twisted issue 5406), C{CONTENT_TYPE} and C{CONTENT_LENGTH} are not
 repeated as C{HTTP_} keys, and the iterable's C{close()} is always called.
+It also mounts the application below C{--script-name}, believes
+C{X-Forwarded-Proto} only from trusted proxies, offers C{wsgi.file_wrapper},
+and never lets a response the application got wrong reach the client as if
+it were right: bad status lines and headers are refused with a 500, and a
+body cut short by an error or a wrong C{Content-Length} closes the
+connection.
 
 It runs the application in one of two ways:
 
@@ -19,6 +25,9 @@ It runs the application in one of two ways:
 
 from __future__ import annotations
 
+import re
+import socket
+import struct
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -31,16 +40,27 @@ from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
-from twisted.web.http import INTERNAL_SERVER_ERROR, NO_BODY_CODES
+from twisted.web.http import INTERNAL_SERVER_ERROR, NO_BODY_CODES, NOT_FOUND
 from twisted.web.server import NOT_DONE_YET, Request
 from twisted.web.wsgi import WSGIResource
 
 from prefork.appload import WSGIApplication
+from prefork.filewrapper import FileWrapper
+from prefork.proxies import TrustedProxies
 
 ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]
 WriteCallable = Callable[[bytes], None]
 
 _log = Logger()
+
+#: A response header name must be a token (RFC 9110 section 5.1), and no
+#: value may hold a line break: either would let the application split the
+#: response.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\r\n\0]")
+_STATUS = re.compile(r"[0-9]{3} [^\r\n\0]*")
+#: SO_LINGER on, with no time: close() resets the connection.
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 def _native(b: bytes) -> str:
@@ -57,81 +77,86 @@ def _addressParts(address: Any) -> tuple[str, str]:
     return host, str(address.port)
 
 
-#: Header names already turned into environ keys.  Clients choose the names,
-#: so the cache is bounded; past the bound, names are converted every time.
-_environKeys: dict[bytes, str] = {}
-_MAX_ENVIRON_KEYS = 256
-
-
-def _environKey(name: bytes) -> str:
+class NotMounted(Exception):
     """
-    The environ key of request header C{name}: C{HTTP_} and the name in upper
-    case with C{_} for C{-}, except C{CONTENT_TYPE} and C{CONTENT_LENGTH}.
+    The request's path is not below the application's C{SCRIPT_NAME}.
     """
-    key = _environKeys.get(name)
-    if key is None:
-        key = _native(name).upper().replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            key = "HTTP_" + key
-        if len(_environKeys) < _MAX_ENVIRON_KEYS:
-            _environKeys[name] = key
-    return key
 
 
-def _connectionEnviron(request: Request) -> dict[str, str]:
+def splitPath(path: str, scriptName: str) -> tuple[str, str]:
     """
-    The environ keys that depend only on the connection, worked out once per
-    connection: a keep-alive connection carries many requests, and
-    C{isSecure} adapts the transport to an interface on every call.
+    C{SCRIPT_NAME} and C{PATH_INFO} of a decoded request path, for an
+    application mounted at C{scriptName} (C{""} for the root).
+
+    @raise NotMounted: The path is not C{scriptName} or below it.
     """
-    channel = request.channel
-    cached: dict[str, str] | None = getattr(channel, "_preforkEnviron", None)
-    if cached is not None:
-        return cached
-    remoteHost, remotePort = _addressParts(request.getClientAddress())
-    localHost, localPort = _addressParts(request.getHost())
-    secure = request.isSecure()
-    if localPort == "0":
-        # A UNIX socket has no port: say what the client would have used.
-        localPort = "443" if secure else "80"
-    cached = channel._preforkEnviron = {
-        "SERVER_NAME": localHost,
-        "SERVER_PORT": localPort,
-        "REMOTE_ADDR": remoteHost,
-        "REMOTE_PORT": remotePort,
-        "wsgi.url_scheme": "https" if secure else "http",
-    }
-    return cached
+    if not scriptName:
+        return "", path
+    if path == scriptName or path.startswith(scriptName + "/"):
+        return scriptName, path[len(scriptName):]
+    raise NotMounted(path)
 
 
-def buildEnviron(request: Request, extra: dict[str, Any]) -> dict[str, Any]:
+def buildEnviron(
+    request: Request,
+    extra: dict[str, Any],
+    scriptName: str = "",
+    trusted: TrustedProxies | None = None,
+) -> dict[str, Any]:
     """
     The WSGI environ of C{request}.
 
     @param extra: Keys added to every environ (the exit guard, say).
+    @param scriptName: Where the application is mounted.
+    @param trusted: The peers whose C{X-Forwarded-Proto} is believed.
+    @raise NotMounted: The request is not for the application.
     """
     path, _, query = request.uri.partition(b"?")
+    scriptName, pathInfo = splitPath(_native(unquote_to_bytes(path)), scriptName)
+    peer = request.getClientAddress()
+    remoteHost, remotePort = _addressParts(peer)
+    localHost, localPort = _addressParts(request.getHost())
+    if request.getHeader(b"host"):
+        serverName = _native(request.getRequestHostname())
+    else:
+        serverName = localHost
+    if localPort == "0":
+        # A UNIX socket has no port: say what the client would have used.
+        localPort = "443" if request.isSecure() else "80"
     environ: dict[str, Any] = {
         "REQUEST_METHOD": _native(request.method),
-        "SCRIPT_NAME": "",
-        # Most paths have nothing to unquote.
-        "PATH_INFO": _native(unquote_to_bytes(path) if b"%" in path else path),
+        "SCRIPT_NAME": scriptName,
+        "PATH_INFO": pathInfo,
         "QUERY_STRING": _native(query),
+        "SERVER_NAME": serverName,
+        "SERVER_PORT": localPort,
         "SERVER_PROTOCOL": _native(request.clientproto),
+        "REMOTE_ADDR": remoteHost,
+        "REMOTE_PORT": remotePort,
         "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "https" if request.isSecure() else "http",
         "wsgi.input": request.content,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": False,
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
     }
-    environ.update(_connectionEnviron(request))
-    if request.getHeader(b"host"):
-        environ["SERVER_NAME"] = _native(request.getRequestHostname())
+    forwardedProto = None
     for name, values in request.requestHeaders.getAllRawHeaders():
-        # Most headers come once: no join needed.
-        value = _native(values[0]) if len(values) == 1 else ",".join(_native(v) for v in values)
-        environ[_environKey(name)] = value
+        if b"_" in name:
+            # X-Forwarded_Proto would pass for X-Forwarded-Proto in the
+            # environ, behind a proxy that strips only the latter.
+            continue
+        key = _native(name).upper().replace("-", "_")
+        value = ",".join(_native(v) for v in values)
+        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            environ[key] = value
+        else:
+            environ["HTTP_" + key] = value
+            if key == "X_FORWARDED_PROTO":
+                forwardedProto = value.strip().lower()
+    if forwardedProto in ("http", "https") and trusted is not None and getattr(peer, "host", None) in trusted:
+        environ["wsgi.url_scheme"] = forwardedProto
     environ.update(extra)
     return environ
 
@@ -142,13 +167,20 @@ class _Exchange:
     the status and headers, and how they reach the L{Request}.
 
     Methods named C{send*} and L{fail} run in the reactor thread.
+
+    @ivar declaredLength: The C{Content-Length} the application gave, if
+        any: the body is cut to it, and the connection closed if the body
+        falls short of it.
     """
 
-    def __init__(self, request: Request, environ: dict[str, Any]) -> None:
+    declaredLength: int | None = None
+
+    def __init__(self, request: Request, environ: dict[str, Any], displayTracebacks: bool = False) -> None:
         self.request = request
         self.environ = environ
+        self.displayTracebacks = displayTracebacks
         self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
+        self.headers: list[tuple[str, bytes, bytes]] = []
         self.headersSent = False
         self.disconnected = False
         request.defaultContentType = None
@@ -168,25 +200,36 @@ class _Exchange:
                 excInfo = None
         elif self.status is not None:
             raise RuntimeError("start_response() called twice without exc_info")
-        if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit():
+        if not isinstance(status, str) or not _STATUS.fullmatch(status):
             raise ValueError(f"WSGI status must be a str like '200 OK', not {status!r}")
+        # Checked and encoded here, so that a bad header raises in the
+        # application, before anything of the response is set.
+        encoded = []
+        declaredLength = None
         for header in headers:
-            # Plain tests and no generator per header: this runs for every
-            # header of every response.
-            if not (isinstance(header, tuple) and len(header) == 2
-                    and isinstance(header[0], str) and isinstance(header[1], str)):
+            if not (isinstance(header, tuple) and len(header) == 2 and all(isinstance(x, str) for x in header)):
                 raise TypeError(f"WSGI header must be a (str, str) tuple, not {header!r}")
-            text = header[0] + header[1]
-            if "\n" in text or "\r" in text or "\0" in text or ":" in header[0]:
+            name, value = header
+            if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
                 raise ValueError(f"invalid WSGI header {header!r}")
+            lower = name.lower()
+            if lower == "content-length":
+                if not value.isdigit():
+                    raise ValueError(f"invalid WSGI header {header!r}")
+                declaredLength = int(value)
+            encoded.append((lower, name.encode("latin-1"), value.encode("latin-1")))
+        self.statusLine = status.encode("latin-1")
         self.status = status
-        self.headers = headers
+        self.headers = encoded
+        self.declaredLength = declaredLength
         return self.write
 
     def write(self, data: bytes) -> None:
         """
         The legacy C{write()} callable returned by C{start_response}.
         """
+        if self.status is None:
+            raise RuntimeError("write() called before start_response()")
         self.writeChunk(data)
 
     def writeChunk(self, data: bytes) -> None:
@@ -198,22 +241,17 @@ class _Exchange:
     def sendHeaders(self, bodyLength: int | None = None) -> None:
         if self.status is None:
             raise RuntimeError("WSGI application returned without calling start_response()")
-        code, _, message = self.status.partition(" ")
         request = self.request
-        request.setResponseCode(int(code), message.encode("latin-1"))
+        request.setResponseCode(int(self.statusLine[:3]), self.statusLine[4:])
         responseHeaders = request.responseHeaders
-        haveLength = False
-        for name, value in self.headers:
-            lower = name.lower()
-            rawName, rawValue = name.encode("latin-1"), value.encode("latin-1")
+        for lower, rawName, rawValue in self.headers:
             if lower in ("server", "date"):
                 responseHeaders.setRawHeaders(rawName, [rawValue])
             else:
                 responseHeaders.addRawHeader(rawName, rawValue)
-            haveLength = haveLength or lower == "content-length"
         if (
             bodyLength is not None
-            and not haveLength
+            and self.declaredLength is None
             and request.method != b"HEAD"
             and request.code not in NO_BODY_CODES
         ):
@@ -222,28 +260,66 @@ class _Exchange:
 
     def sendWhole(self, body: bytes) -> None:
         """
-        Send the whole response at once, with a C{Content-Length}.
+        Send the rest of the response at once, with a C{Content-Length} if
+        nothing was sent yet.
         """
         if self.disconnected:
             return
-        self.sendHeaders(len(body))
+        if not self.headersSent:
+            self.sendHeaders(len(body))
         if body:
-            self.request.write(body)
-        self.request.finish()
+            self._write(body)
+        self._finish()
 
     def sendChunk(self, data: bytes) -> None:
         if self.disconnected:
             return
         if not self.headersSent:
             self.sendHeaders()
-        self.request.write(data)
+        self._write(data)
 
     def sendEnd(self) -> None:
         if self.disconnected:
             return
         if not self.headersSent:
             self.sendHeaders(0)
-        self.request.finish()
+        self._finish()
+
+    def _write(self, data: bytes) -> None:
+        if self.declaredLength is not None:
+            room = self.declaredLength - self.request.sentLength
+            if len(data) > room:
+                # More would be read as the start of the next response.
+                data = data[: max(room, 0)]
+        self.request.write(data)
+
+    def _finish(self) -> None:
+        request = self.request
+        if (
+            self.declaredLength is not None
+            and request.sentLength < self.declaredLength
+            and request.method != b"HEAD"
+            and request.code not in NO_BODY_CODES
+        ):
+            _log.error(
+                "WSGI application sent {sent} of the {declared} bytes its Content-Length promised for {uri}",
+                sent=request.sentLength, declared=self.declaredLength, uri=_native(request.uri),
+            )
+            self._abort()
+            return
+        request.finish()
+
+    def _abort(self) -> None:
+        """
+        Cut the connection with a reset, which no client takes for the end
+        of a body (a plain close ends an HTTP/1.0 body).
+        """
+        transport = self.request.channel.transport
+        try:
+            transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except (AttributeError, OSError):
+            pass
+        transport.abortConnection()
 
     def fail(self, failure: Failure) -> None:
         """
@@ -251,16 +327,19 @@ class _Exchange:
         connection so that the client cannot take a truncated body for whole.
         """
         _log.failure("WSGI application error in {method} {uri}", failure,
-                     method=self.environ["REQUEST_METHOD"], uri=self.request.uri)
+                     method=self.environ["REQUEST_METHOD"], uri=_native(self.request.uri))
         if self.disconnected:
             return
         request = self.request
         if self.headersSent:
-            request.channel.transport.abortConnection()
+            self._abort()
             return
-        body = b"Internal Server Error\n"
+        if self.displayTracebacks:
+            body = failure.getTraceback().encode("utf-8", "replace")
+        else:
+            body = b"Internal Server Error\n"
         request.setResponseCode(INTERNAL_SERVER_ERROR)
-        request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain"])
+        request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
         request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
         request.write(body)
         request.finish()
@@ -321,6 +400,12 @@ class _InReactorExchange(_Exchange):
         self.disconnected = True
         self._closeIterable()
 
+    def _lost(self, reason: Failure) -> None:
+        # The client went away mid-stream: nothing will pull the rest.
+        super()._lost(reason)
+        self._iterator = None
+        self._closeIterable()
+
     def _stop(self) -> None:
         if self._iterator is None:
             return
@@ -343,20 +428,24 @@ class _InReactorExchange(_Exchange):
 
 class _ThreadedExchange(_Exchange):
     """
-    Runs the application in a thread pool.
-
-    A body returned whole makes one hop back to the reactor thread.  A
-    streamed body is a push producer: while the connection's buffer is full
-    the application's thread waits, so a slow client slows the application
-    instead of filling the worker's memory.
+    Runs the application in a thread pool.  A streamed body is a push
+    producer: the application's thread waits while the connection cannot
+    take more.
     """
 
-    def __init__(self, request: Request, environ: dict[str, Any], reactor: IReactorThreads) -> None:
-        super().__init__(request, environ)
+    _producing = False
+
+    def __init__(
+        self, request: Request, environ: dict[str, Any], reactor: IReactorThreads, displayTracebacks: bool = False
+    ) -> None:
+        super().__init__(request, environ, displayTracebacks)
         self.reactor = reactor
         self._writable = threading.Event()
         self._writable.set()
-        self._producing = False
+
+    def _lost(self, reason: Failure) -> None:
+        super()._lost(reason)
+        self._writable.set()
 
     def run(self, application: WSGIApplication) -> None:
         iterable: Iterable[bytes] = ()
@@ -384,36 +473,30 @@ class _ThreadedExchange(_Exchange):
         self.reactor.callFromThread(self.sendEnd)
 
     def writeChunk(self, data: bytes) -> None:
-        # Waiting for the reactor thread, and then for the connection to
-        # take more, keeps the application from running ahead of the client.
-        blockingCallFromThread(self.reactor, self._sendPaced, data)
+        # Waiting for the reactor thread, and for the connection to drain,
+        # keeps the application from running ahead of the client.
+        blockingCallFromThread(self.reactor, self.sendChunk, data)
         self._writable.wait()
 
-    def _lost(self, reason: Failure) -> None:
-        super()._lost(reason)
-        self._writable.set()
-
-    def _sendPaced(self, data: bytes) -> None:
+    def sendChunk(self, data: bytes) -> None:
         if not self._producing and not self.disconnected:
             self._producing = True
             self.request.registerProducer(self, True)
-        self.sendChunk(data)
+        super().sendChunk(data)
+
+    def _finish(self) -> None:
+        self._unregister()
+        super()._finish()
+
+    def fail(self, failure: Failure) -> None:
+        self._unregister()
+        super().fail(failure)
 
     def _unregister(self) -> None:
         if self._producing:
             self._producing = False
             if not self.disconnected:
                 self.request.unregisterProducer()
-
-    def sendEnd(self) -> None:
-        self._unregister()
-        super().sendEnd()
-
-    def fail(self, failure: Failure) -> None:
-        self._unregister()
-        super().fail(failure)
-
-    # IPushProducer, called by the connection in the reactor thread.
 
     def pauseProducing(self) -> None:
         self._writable.clear()
@@ -441,15 +524,42 @@ class WorkerWSGIResource(WSGIResource):
         threadpool: ThreadPool | None,
         application: WSGIApplication,
         extraEnviron: dict[str, Any],
+        scriptName: str = "",
+        trustedProxies: TrustedProxies | None = None,
+        displayTracebacks: bool = False,
     ) -> None:
         super().__init__(reactor, threadpool, application)
-        self._extraEnviron = dict(extraEnviron, **{"wsgi.multithread": threadpool is not None})
+        self._extraEnviron = dict(
+            extraEnviron,
+            **{
+                "wsgi.multithread": threadpool is not None,
+                "wsgi.file_wrapper": FileWrapper,
+                "wsgi.input_terminated": True,
+            },
+        )
+        self._scriptName = scriptName
+        self._trusted = trustedProxies if trustedProxies is not None else TrustedProxies(["127.0.0.1"])
+        self._displayTracebacks = displayTracebacks
 
     def render(self, request: Request) -> object:
-        environ = buildEnviron(request, self._extraEnviron)
+        try:
+            environ = buildEnviron(request, self._extraEnviron, self._scriptName, self._trusted)
+        except NotMounted:
+            return _notFound(request)
         if self._threadpool is None:
-            _InReactorExchange(request, environ).run(self._application)
+            _InReactorExchange(request, environ, self._displayTracebacks).run(self._application)
         else:
-            exchange = _ThreadedExchange(request, environ, self._reactor)
+            exchange = _ThreadedExchange(request, environ, self._reactor, self._displayTracebacks)
             self._threadpool.callInThread(exchange.run, self._application)
         return NOT_DONE_YET
+
+
+def _notFound(request: Request) -> bytes:
+    """
+    Answer a request for a path outside the application's mount point.
+    """
+    body = b"Not Found\n"
+    request.setResponseCode(NOT_FOUND)
+    request.setHeader(b"content-type", b"text/plain")
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return body

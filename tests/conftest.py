@@ -36,3 +36,15 @@ def serve(servers: list[Server]):
         return server.serving() if wait else server
 
     return start
+
+
+@pytest.fixture
+def noInternalErrors(servers: list[Server]) -> Iterator[None]:
+    """
+    Check, once the test is done, that no server it started logged an
+    internal error.
+    """
+    yield
+    for server in servers:
+        server.stop()
+        assert server.internalErrors() == [], server.output

@@ -69,12 +69,27 @@ class Server:
     One C{twistd -n prefork} process, its output collected line by line.
     """
 
-    def __init__(self, *args: str, listen: str | None = "tcp:0:interface=127.0.0.1", cwd: Path = APPS) -> None:
-        command = [twistd(), "-n", "--pidfile=", "prefork"]
+    def __init__(
+        self,
+        *args: str,
+        listen: str | None = "tcp:0:interface=127.0.0.1",
+        cwd: Path = APPS,
+        prefix: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        passFds: tuple[int, ...] = (),
+    ) -> None:
+        """
+        @param prefix: A command that runs twistd, e.g. a superdaemon.
+        @param env: The environment, instead of this process's.
+        @param passFds: Descriptors the server inherits.
+        """
+        command = [*prefix, twistd(), "-n", "--pidfile=", "prefork"]
         if listen is not None:
             command += ["--listen", listen]
         self.command = command + list(args)
         self.cwd = cwd
+        self.env = env
+        self.passFds = passFds
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.seen: set[int] = set()
@@ -89,6 +104,8 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=self.env,
+            pass_fds=self.passFds,
         )
         threading.Thread(target=self._read, daemon=True).start()
         return self
@@ -159,6 +176,15 @@ class Server:
         finally:
             connection.close()
 
+    def internalErrors(self) -> list[str]:
+        """
+        Lines of output that tell of a bug in the server rather than in the
+        application: an unhandled error, or a Python error of the kind
+        only code gets wrong.
+        """
+        bug = re.compile(r"Unhandled Error|builtins\.(AttributeError|TypeError|IndexError|KeyError|NameError)")
+        return [line for line in self.lines if bug.search(line)]
+
     def signal(self, signum: int) -> None:
         os.kill(self.pid, signum)
 
@@ -204,3 +230,99 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
+
+
+def _serverClosed(sock: socket.socket) -> bool:
+    """
+    Whether the server has closed an idle connection (it reads as EOF).
+    """
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+def fetch(connection: http.client.HTTPConnection, path: str = "/") -> tuple[int, bytes]:
+    """
+    One GET over a keep-alive connection, as a well-behaved HTTP client does
+    it (RFC 9112, 9.3.1): a reused connection that the server has closed is
+    replaced first, and a GET that got no byte of answer on a reused
+    connection is sent once more on a new one.
+    """
+    reused = connection.sock is not None
+    if reused and _serverClosed(connection.sock):
+        connection.close()
+        reused = False
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+    except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+        connection.close()
+        if not reused:
+            raise
+        connection.request("GET", path)
+        response = connection.getresponse()
+    body = response.read()
+    if response.will_close:
+        connection.close()
+    return response.status, body
+
+
+class Load:
+    """
+    Clients sending GETs over keep-alive connections from threads, until
+    stopped or until each has sent C{limit} requests.
+    """
+
+    def __init__(self, server: Server, clients: int = 4, path: str = "/", limit: int = 5000) -> None:
+        self.server = server
+        self.path = path
+        self.limit = limit
+        self.answers: list[tuple[int, bytes]] = []
+        self.failures: list[BaseException] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+
+    def _client(self) -> None:
+        connection = self.server.connection(timeout=30)
+        for _ in range(self.limit):
+            if self._stop.is_set():
+                break
+            try:
+                self.answers.append(fetch(connection, self.path))
+            except (OSError, http.client.HTTPException) as e:
+                self.failures.append(e)
+                connection.close()
+        connection.close()
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(TIMEOUT)
+
+    @property
+    def running(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def finish(self) -> None:
+        """
+        Wait until every client has sent all its requests.
+        """
+        for thread in self._threads:
+            thread.join(TIMEOUT * 5)
+
+    def waitForAnswers(self, count: int) -> None:
+        waitUntil(lambda: len(self.answers) >= count or self.failures, what=f"{count} answers")

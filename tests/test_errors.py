@@ -80,6 +80,15 @@ def test_address_in_use() -> None:
         (["--listen", "nonsense:1"], "--listen"),
         (["--app", "no colon"], "--app"),
         (["--wrokers", "2"], "wrokers"),
+        (["--limit-request-line", "0"], "--limit-request-line"),
+        (["--limit-request-fields", "many"], "--limit-request-fields"),
+        (["--limit-request-field-size", "-5"], "--limit-request-field-size"),
+        (["--limit-request-body", "-1"], "--limit-request-body"),
+        (["--header-timeout", "0"], "--header-timeout"),
+        (["--keepalive-timeout", "soon"], "--keepalive-timeout"),
+        (["--keepalive-timeout", "nan"], "--keepalive-timeout"),
+        (["--script-name", "app"], "--script-name"),
+        (["--forwarded-allow-ips", "10.0.0.1,not-an-ip"], "--forwarded-allow-ips"),
     ],
 )
 def test_bad_option(args: list[str], named: str) -> None:

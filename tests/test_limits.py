@@ -99,3 +99,12 @@ def test_threaded_exit_guard(serve, tmp_path: Path) -> None:
     guarded = int(headers["x-pid"])
     waitUntil(lambda: not alive(guarded), what="the guarded worker to exit")
     assert marker.read_text() == str(guarded)
+
+
+def test_exit_guard_is_bounded_by_the_graceful_timeout(serve, tmp_path: Path) -> None:
+    server = serve(*APP, "--workers", "1", "--max-requests", "1", "--graceful-timeout", "1")
+    _, headers, _ = server.get(f"/guard?seconds=60&marker={tmp_path / 'never'}")
+    guarded = int(headers["x-pid"])
+    server.waitFor(rf"\[worker {guarded}\] Drain timed out with 0 connections open and 1 exit guards pending")
+    waitUntil(lambda: not alive(guarded), what="the guarded worker to exit")
+    assert server.get("/")[0] == 200

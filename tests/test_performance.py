@@ -15,25 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from server import TIMEOUT, Server, descendants
+from server import TIMEOUT
+from test_lifecycle import workerPids
 
-APP = ("--app", "testapp:application", "--max-requests", "0")
+# No spare workers: the workers are those that serve.
+APP = ("--app", "testapp:application", "--max-requests", "0", "--spare-workers", "0")
 MIB = 1024 * 1024
 #: A worker's peak memory may grow by this much while it moves 100 MiB.
 GROWTH_ALLOWED = 32 * MIB
-
-
-def workerPids(server: Server) -> list[int]:
-    """
-    The workers of a serving server: the processes below its templates.
-    """
-    below = descendants(server.pid)
-    templates = {pid for pid in below if _parent(pid) == server.pid}
-    return sorted(below - templates)
-
-
-def _parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def peakMemory(pid: int) -> int:
@@ -67,7 +56,7 @@ def test_burst_of_connections_is_shared_between_workers(serve) -> None:
     """
     # In the reactor thread, a request holds up its worker's accepting.
     server = serve(*APP, "--workers", "2", "--threads", "0")
-    first, second = workerPids(server)
+    first, second = sorted(workerPids(server))
     for pid in (first, second):
         os.kill(pid, signal.SIGSTOP)
     try:
@@ -135,7 +124,7 @@ def test_retiring_worker_answers_idle_keep_alive_connections(serve) -> None:
     at that moment still gets its next request answered (with
     C{Connection: close}) instead of being closed under the client.
     """
-    server = serve("--app", "testapp:application", "--workers", "1", "--max-requests", "2")
+    server = serve("--app", "testapp:application", "--workers", "1", "--max-requests", "2", "--spare-workers", "0")
     idle = server.connection()
     idle.request("GET", "/")
     first = idle.getresponse()

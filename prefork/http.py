@@ -1,0 +1,206 @@
+"""
+The rules of HTTP/1.1 (RFC 9110, RFC 9112) that Twisted's parser leaves to
+the server: which request-target forms a method may use, what a valid Host
+is, which transfer codings frame a body, how big a length may be, when a
+connection persists, and the short answer a rejected request gets.
+
+Everything here is a pure function of bytes, so that it can be tested on
+its own; L{prefork.site} applies it to live connections.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from twisted.web._abnf import _ishexdigits
+from twisted.web.http import (
+    BAD_REQUEST,
+    RESPONSES,
+    _chunkExtChars,
+    _ChunkedTransferDecoder,
+    _MalformedChunkedDataError,
+)
+
+#: The largest body or chunk size accepted: a length is a signed 64-bit
+#: number in every server and proxy a request may pass through.
+MAX_SIZE = 2**63 - 1
+
+#: RFC 3986 authority as RFC 9110 section 7.2 allows it in Host: an IP
+#: literal or a reg-name (possibly empty), and an optional port.
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
+_ABSOLUTE = re.compile(rb"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<authority>[^/?]*)(?P<rest>.*)", re.S)
+_NOT_TARGET = re.compile(rb"[^\x21-\x7e]|#")
+
+
+#: RFC 9110's reason phrases where Twisted's are older or missing.
+_PHRASES = {
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+}
+
+
+class Rejection(Exception):
+    """
+    The request cannot be served: answer C{code} and close the connection.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
+def rejectionResponse(code: int, reason: str = "") -> bytes:
+    """
+    The whole response to a request rejected with C{code}: a short plain
+    text body and C{Connection: close}.
+    """
+    phrase = _PHRASES.get(code) or RESPONSES.get(code, b"Error")
+    body = b"%d %s\n" % (code, phrase)
+    if reason:
+        body += reason.encode("ascii", "replace") + b"\n"
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (code, phrase),
+            b"Content-Type: text/plain\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            b"Connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+def isValidHost(value: bytes) -> bool:
+    """
+    Whether C{value} is a valid Host field value (RFC 9110 section 7.2).
+    """
+    return _HOST.fullmatch(value) is not None
+
+
+def parseTarget(method: bytes, target: bytes) -> tuple[bytes, bytes | None]:
+    """
+    Check a request-target against the forms RFC 9112 section 3.2 allows its
+    method.
+
+    @return: The target in origin-form (C{*} for OPTIONS), and the authority
+        an absolute-form target named, or L{None}.
+    @raise Rejection: The target is malformed or not valid for C{method}.
+    """
+    if _NOT_TARGET.search(target):
+        raise Rejection(BAD_REQUEST, "invalid character in request-target")
+    if method == b"CONNECT":
+        # authority-form; this server is no proxy, so there is nothing to
+        # connect to even when the form is right.
+        raise Rejection(405 if _HOST.fullmatch(target) else BAD_REQUEST, "CONNECT is not supported")
+    if target[:1] == b"/":
+        return target, None
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise Rejection(BAD_REQUEST, "asterisk-form is only for OPTIONS")
+        return target, None
+    match = _ABSOLUTE.fullmatch(target)
+    if match is None or match["scheme"].lower() not in (b"http", b"https"):
+        raise Rejection(BAD_REQUEST, "invalid request-target")
+    authority, rest = match["authority"], match["rest"]
+    if not authority or b"@" in authority or not isValidHost(authority):
+        raise Rejection(BAD_REQUEST, "invalid authority in request-target")
+    if rest[:1] != b"/":
+        rest = b"/" + rest
+    return rest, authority
+
+
+def checkHost(version: bytes, hosts: Sequence[bytes] | None) -> None:
+    """
+    RFC 9112 section 3.2: an HTTP/1.1 request needs exactly one Host, and
+    no request may carry several or an invalid one.
+
+    @raise Rejection: It does not.
+    """
+    if not hosts:
+        if version == b"HTTP/1.1":
+            raise Rejection(BAD_REQUEST, "missing Host header")
+        return
+    if len(hosts) > 1:
+        raise Rejection(BAD_REQUEST, "more than one Host header")
+    if not isValidHost(hosts[0]):
+        raise Rejection(BAD_REQUEST, "invalid Host header")
+
+
+def parseContentLength(value: bytes) -> int:
+    """
+    The body length a Content-Length field gives.
+
+    @raise Rejection: It is not one decimal number that fits in 63 bits.
+    """
+    if not value.isdigit() or len(value) > 19 or int(value) > MAX_SIZE:
+        raise Rejection(BAD_REQUEST, "invalid Content-Length")
+    return int(value)
+
+
+def checkTransferCoding(version: bytes, value: bytes) -> None:
+    """
+    Check that a Transfer-Encoding field frames the body with C{chunked},
+    the only coding this server decodes (RFC 9112 section 6.1).
+
+    @raise Rejection: 400 when the framing cannot be trusted, 501 for a
+        coding this server does not know.
+    """
+    if version != b"HTTP/1.1":
+        raise Rejection(BAD_REQUEST, "Transfer-Encoding in an HTTP/1.0 request")
+    codings = [coding.strip(b" \t").lower() for coding in value.split(b",")]
+    if codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+        raise Rejection(BAD_REQUEST, "chunked must be the last transfer coding, once")
+    if len(codings) > 1:
+        raise Rejection(501, "unsupported transfer coding")
+
+
+def isPersistent(version: bytes, connection: Sequence[bytes] | None) -> bool:
+    """
+    Whether a connection stays open after this request (RFC 9112 section
+    9.3): HTTP/1.1 unless it says C{close}, HTTP/1.0 if it says
+    C{keep-alive}.
+    """
+    if not connection:
+        return version == b"HTTP/1.1"
+    tokens = set()
+    for value in connection:
+        tokens.update(token.strip(b" \t").lower() for token in value.split(b","))
+    if version == b"HTTP/1.1":
+        return b"close" not in tokens
+    return b"keep-alive" in tokens and b"close" not in tokens
+
+
+class ChunkedDecoder(_ChunkedTransferDecoder):
+    """
+    Twisted's chunked decoder, reading the chunk-size line as RFC 9112
+    section 7.1.1 writes it: whitespace is allowed before a chunk extension,
+    and a size too large for 63 bits is an error, not a promise of data.
+    """
+
+    def _dataReceived_CHUNK_LENGTH(self) -> bool:
+        end = self._buffer.find(b"\r\n", self._start)
+        if end == -1:
+            if len(self._buffer) > _MAX_CHUNK_LINE:
+                raise _MalformedChunkedDataError("chunk size line too long")
+            self._start = max(len(self._buffer) - 1, 0)
+            return False
+        if end > _MAX_CHUNK_LINE:
+            raise _MalformedChunkedDataError("chunk size line too long")
+        size, _, extensions = bytes(self._buffer[:end]).partition(b";")
+        size = size.rstrip(b" \t")
+        if not _ishexdigits(size) or len(size.lstrip(b"0")) > 16 or int(size, 16) > MAX_SIZE:
+            raise _MalformedChunkedDataError("invalid chunk size")
+        if extensions.translate(None, _chunkExtChars):
+            raise _MalformedChunkedDataError("invalid chunk extension")
+        self.length = int(size, 16)
+        self.state = "BODY" if self.length else "TRAILER"
+        del self._buffer[: end + 2]
+        self._start = 0
+        return True
+
+
+#: Twisted's own bound on a chunk-size line, extensions included.
+_MAX_CHUNK_LINE = 1024

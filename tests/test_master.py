@@ -1,0 +1,139 @@
+"""
+The master's decisions, driven by status messages on a fake clock.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from twisted.internet.task import Clock
+
+from prefork.config import ServerConfig
+from prefork.generation import Generation, WorkerState
+from prefork.master import Master
+from prefork.messages import ACTIVATE_SIGNAL, Event, Message
+
+
+class RecordingGeneration(Generation):
+    """
+    A generation without a template: it records what it is asked to do.
+    """
+
+    def __init__(self, master: Master, number: int) -> None:
+        super().__init__(master, number)
+        self.spawned: list[bool] = []
+        self.signals: list[tuple[int, int]] = []
+
+    def spawn(self, spare: bool = False) -> None:
+        super().spawn(spare)
+        self.spawned.append(spare)
+
+    def signal(self, pid: int, signum: int) -> None:
+        self.signals.append((pid, signum))
+
+
+def setUp(workers: int = 2, spares: int = 1) -> tuple[Master, RecordingGeneration, Clock]:
+    clock = Clock()
+    master = Master(ServerConfig(workers=workers, spareWorkers=spares), [], reactor=clock)
+    generation = RecordingGeneration(master, 1)
+    master.generations.append(generation)
+    master._reconcile(generation)
+    return master, generation, clock
+
+
+def report(master: Master, generation: Generation, event: Event, pid: int, *args: str) -> None:
+    master.workerEvent(generation, Message(event, pid, args))
+
+
+def boot(master: Master, generation: Generation, pid: int, spare: bool = False) -> None:
+    flags = ("spare",) if spare else ()
+    report(master, generation, Event.BORN, pid, *flags)
+    report(master, generation, Event.READY, pid, "100", *flags)
+
+
+def test_forks_workers_and_spares() -> None:
+    master, generation, _ = setUp(workers=3, spares=1)
+    assert generation.spawned == [False, False, False, True]
+    for pid in (10, 11, 12):
+        boot(master, generation, pid)
+    assert generation.announced
+    boot(master, generation, 13, spare=True)
+    assert generation.serving() == 3 and len(generation.spares()) == 1
+
+
+def test_retiring_worker_wakes_the_spare() -> None:
+    master, generation, _ = setUp()
+    boot(master, generation, 10)
+    boot(master, generation, 11)
+    boot(master, generation, 12, spare=True)
+    generation.spawned.clear()
+    report(master, generation, Event.DRAINING, 10, "100", "limit")
+    assert generation.signals == [(12, ACTIVATE_SIGNAL)]
+    assert not generation.workers[12].spare
+    # A new spare is forked to take its place.
+    assert generation.spawned == [True]
+    report(master, generation, Event.EXITED, 10, "0")
+    assert generation.spawned == [True]
+
+
+def test_spare_woken_while_booting_is_activated_when_ready() -> None:
+    master, generation, _ = setUp()
+    boot(master, generation, 10)
+    boot(master, generation, 11)
+    report(master, generation, Event.BORN, 12, "spare")
+    report(master, generation, Event.DRAINING, 10, "100", "limit")
+    assert generation.signals == []
+    report(master, generation, Event.READY, 12, "100", "spare")
+    assert generation.signals == [(12, ACTIVATE_SIGNAL)]
+
+
+def test_crashes_back_off() -> None:
+    master, generation, clock = setUp(workers=1, spares=0)
+    boot(master, generation, 10)
+    killed = str(signal.SIGKILL)
+    report(master, generation, Event.EXITED, 10, killed)
+    # The first crash is replaced at once.
+    assert generation.spawned == [False, False]
+    boot(master, generation, 11)
+    report(master, generation, Event.EXITED, 11, killed)
+    assert generation.spawned == [False, False]
+    clock.advance(0.49)
+    assert generation.spawned == [False, False]
+    clock.advance(0.01)
+    assert generation.spawned == [False, False, False]
+    boot(master, generation, 12)
+    report(master, generation, Event.EXITED, 12, killed)
+    clock.advance(0.99)
+    assert len(generation.spawned) == 3
+    clock.advance(0.01)
+    assert len(generation.spawned) == 4
+    # A clean exit ends the backoff.
+    boot(master, generation, 13)
+    report(master, generation, Event.DRAINING, 13, "100", "limit")
+    report(master, generation, Event.EXITED, 13, "0")
+    assert len(generation.spawned) == 5
+
+
+def test_silent_worker_is_aborted_then_killed() -> None:
+    master, generation, clock = setUp(workers=1, spares=0)
+    boot(master, generation, 10)
+    clock.advance(29)
+    master._checkHeartbeats()
+    assert generation.signals == []
+    clock.advance(2)
+    master._checkHeartbeats()
+    assert generation.signals == [(10, signal.SIGABRT)]
+    clock.advance(2)
+    assert generation.signals[-1] == (10, signal.SIGKILL)
+    assert generation.workers[10].reason == "timeout"
+
+
+def test_ttou_drains_a_worker_not_the_spare() -> None:
+    master, generation, _ = setUp(workers=2, spares=1)
+    boot(master, generation, 10)
+    boot(master, generation, 11)
+    boot(master, generation, 12, spare=True)
+    master.removeWorker()
+    assert generation.signals == [(10, signal.SIGTERM)]
+    assert generation.workers[10].state is WorkerState.DRAINING
+    assert generation.workers[12].spare

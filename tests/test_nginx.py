@@ -1,0 +1,117 @@
+"""
+The real nginx in front of the server, through contrib/nginx/prefork.conf,
+proxying to a UNIX socket.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from server import TIMEOUT, Server, alive, descendants, waitUntil
+from superdaemon import SUPERAPP, NewConnectionLoad, freePort, getJSON
+
+RECIPE = Path(__file__).parent.parent / "contrib" / "nginx" / "prefork.conf"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+MAIN = """
+daemon off;
+master_process on;
+user {user};
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    include {root}/site.conf;
+}}
+"""
+
+
+def nginxConfig(root: Path, port: int, socketPath: str) -> Path:
+    """
+    The recipe, listening on a loopback port and proxying to C{socketPath},
+    included in a main configuration that keeps nginx's files in C{root}.
+    """
+    site = RECIPE.read_text().replace("/run/prefork/prefork.sock", socketPath).replace("listen 80;", f"listen 127.0.0.1:{port};")
+    assert socketPath in site and f"127.0.0.1:{port}" in site
+    (root / "site.conf").write_text(site)
+    config = root / "nginx.conf"
+    # Run as root, nginx's workers would become "nobody", who cannot reach
+    # the test's private directory; as anyone else, "user" is ignored.
+    config.write_text(MAIN.format(root=root, user=pwd.getpwuid(os.getuid()).pw_name))
+    return config
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """
+    nginx on a loopback port, in front of the UNIX socket whose path it
+    yields with the port; stopped, with its workers, by its pid.
+    """
+    root, port, socketPath = tmp_path / "nginx", freePort(), str(tmp_path / "app.sock")
+    root.mkdir()
+    config = nginxConfig(root, port, socketPath)
+    process = subprocess.Popen(
+        [NGINX, "-p", str(root), "-e", str(root / "error.log"), "-c", str(config)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        waitUntil(lambda: (root / "nginx.pid").exists() or process.poll() is not None, what="nginx to listen")
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        workers = descendants(process.pid)
+        yield port, socketPath
+    finally:
+        process.send_signal(signal.SIGQUIT)
+        try:
+            process.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for pid in workers:
+            waitUntil(lambda: not alive(pid), what=f"nginx worker {pid} to exit")
+
+
+def test_nginx_to_unix_socket(servers: list[Server], nginx: tuple[int, str]) -> None:
+    port, socketPath = nginx
+    server = Server(*SUPERAPP, listen=f"unix:{socketPath}")
+    servers.append(server)
+    server.start().serving()
+    answer = getJSON(port, headers={"X-Forwarded-For": "192.0.2.7"})
+    request = answer["request"]
+    # A UNIX socket has no peer address nor port: the environ says so in
+    # the values README.rst documents; the client is in X-Forwarded-For.
+    assert (request["REMOTE_ADDR"], request["SERVER_PORT"]) == ("127.0.0.1", "80")
+    assert request["SERVER_NAME"] == "127.0.0.1"
+    assert request["HTTP_X_FORWARDED_FOR"] == "192.0.2.7, 127.0.0.1"
+
+
+def test_nginx_across_reload(servers: list[Server], nginx: tuple[int, str]) -> None:
+    """
+    Behind nginx, a graceful reload of the server loses no request.
+    """
+    port, socketPath = nginx
+    server = Server(*SUPERAPP, listen=f"unix:{socketPath}")
+    servers.append(server)
+    server.start().serving()
+    with NewConnectionLoad(port) as load:
+        load.waitForAnswers(50)
+        mark = len(server.lines)
+        server.signal(signal.SIGHUP)
+        server.waitFor("Generation 2 serving", after=mark)
+        server.waitFor("Generation 1 has ended", after=mark)
+        load.waitForAnswers(len(load.answers) + 50)
+    assert load.failures == []
+    assert all(status == 200 for status, _ in load.answers)

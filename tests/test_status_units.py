@@ -1,0 +1,188 @@
+"""
+Unit tests of the pieces behind the status page and the access log, on top
+of the tests that run the real server.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
+from prefork import heartbeat
+from prefork.accesslog import COMBINED, checkFormat, escape, logTime
+from prefork.generation import WorkerRecord, WorkerState
+from prefork.memory import residentBytes, uniqueBytes
+from prefork.messages import Event, Message, WorkerReport, printablePath
+from prefork.metrics import render
+from prefork.status import RESTART_REASONS, ServerStatus, Tally, WorkerStatus, restartReason, workerState
+
+EXITED_OK = 0  # a wait status: exited with status 0
+KILLED = signal.SIGKILL  # a wait status: killed by SIGKILL
+
+
+@given(st.integers(0, 10**9), st.integers(0, 1000), st.integers(0, 2**40), st.integers(0, 10**9), st.binary(max_size=300))
+def test_report_survives_the_status_pipe(served: int, inFlight: int, rss: int, duration: int, path: bytes) -> None:
+    report = WorkerReport(served, inFlight, rss, duration, printablePath(b"/" + path))
+    line = Message(Event.BEAT, 42, report.toArgs()).encode()
+    assert line.endswith(b"\n") and b"\n" not in line[:-1]
+    assert Message.decode(line[:-1]).report() == report
+
+
+def test_report_path_is_one_printable_word() -> None:
+    assert printablePath(b"/a b\tc\x00\xff") == "/a\\x20b\\x09c\\x00\\xff"
+    assert len(printablePath(b"/" * 1000)) == 200
+    assert WorkerReport.fromArgs(("1", "0", "0", "0", "-")).lastPath == ""
+
+
+def test_garbled_beat_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        Message.decode(b"beat 12")
+    assert Message.decode(b"beat 12 3").report() == WorkerReport(served=3)
+    with pytest.raises(ValueError):
+        Message.decode(b"beat 12 x 0 0 0 /")
+
+
+@pytest.mark.parametrize(
+    "reason, status, generationStopping, serverStopping, expected",
+    [
+        ("limit", EXITED_OK, False, False, "limit"),
+        ("memory", EXITED_OK, False, False, "memory"),
+        ("stop", EXITED_OK, True, False, "reload"),
+        ("stop", EXITED_OK, False, False, None),  # TTOU: one worker fewer
+        ("stop", EXITED_OK, True, True, None),  # the server stops
+        ("", KILLED, False, False, "crash"),
+        ("limit", 3 << 8, False, False, "crash"),
+        ("", KILLED, True, True, None),
+        ("timeout", KILLED, False, False, "timeout"),
+    ],
+)
+def test_restart_reasons(reason: str, status: int, generationStopping: bool, serverStopping: bool, expected: str | None) -> None:
+    generation = SimpleNamespace(stopping=generationStopping)
+    record = WorkerRecord(1, reason=reason)
+    assert restartReason(generation, record, status, serverStopping) == expected
+
+
+def test_tally_counts_served_and_restarts() -> None:
+    tally = Tally()
+    generation = SimpleNamespace(stopping=False)
+    tally.workerExited(generation, WorkerRecord(1, served=5, reason="limit"), EXITED_OK, False)
+    tally.workerExited(generation, WorkerRecord(2, served=2), KILLED, False)
+    assert tally.served == 7
+    assert tally.restarts == {"limit": 1, "reload": 0, "crash": 1, "timeout": 0, "memory": 0}
+
+
+def test_worker_states() -> None:
+    record = WorkerRecord(1)
+    assert workerState(record) == "booting"
+    record.state = WorkerState.SERVING
+    assert workerState(record) == "idle"
+    record.spare = True
+    assert workerState(record) == "spare"
+    record.spare = False
+    record.report = WorkerReport(inFlight=2)
+    assert workerState(record) == "busy"
+    record.state = WorkerState.DRAINING
+    assert workerState(record) == "draining"
+
+
+def sampleStatus() -> ServerStatus:
+    workers = [
+        WorkerStatus(101, 3, "busy", 57, 100, 1, 30 << 20, 12.5, '/a"b\\c', 1500),
+        WorkerStatus(102, 3, "idle", 3, 0, 0, 31 << 20, 2.0, "", 0),
+    ]
+    restarts = dict.fromkeys(RESTART_REASONS, 0) | {"limit": 4}
+    return ServerStatus(7, "app:application", 60.0, 3, 2, 1234, 12.5, restarts, workers)
+
+
+def test_metrics_parse() -> None:
+    families = {f.name: f for f in text_string_to_metric_families(render(sampleStatus()))}
+    assert families["prefork_requests"].type == "counter"
+    assert [s.value for s in families["prefork_requests"].samples] == [1234]
+    restarts = {s.labels["reason"]: s.value for s in families["prefork_restarts"].samples}
+    assert restarts == {"limit": 4, "reload": 0, "crash": 0, "timeout": 0, "memory": 0}
+    served = {s.labels["worker"]: s.value for s in families["prefork_worker_requests"].samples}
+    assert served == {"101": 57, "102": 3}
+    states = {(s.labels["worker"], s.labels["state"]) for s in families["prefork_worker_state"].samples if s.value}
+    assert states == {("101", "busy"), ("102", "idle")}
+    durations = {s.labels["worker"]: s.value for s in families["prefork_worker_last_request_duration_seconds"].samples}
+    assert durations["101"] == pytest.approx(0.0015)
+    assert all(f.name.startswith("prefork_") for f in families.values())
+
+
+def test_status_json_schema() -> None:
+    data = sampleStatus().toJSON()
+    assert data["workers_by_state"] == {"booting": 0, "spare": 0, "idle": 1, "busy": 1, "draining": 0}
+    assert data["workers"][0] == {
+        "pid": 101, "generation": 3, "state": "busy", "served": 57, "limit": 100, "in_flight": 1,
+        "rss_bytes": 30 << 20, "age_seconds": 12.5, "last_path": '/a"b\\c', "last_duration_us": 1500,
+    }
+
+
+def test_page_escapes_paths() -> None:
+    from prefork.statuspage import renderPage
+
+    page = renderPage(sampleStatus())
+    assert "/a&quot;b\\c" in page and '/a"b' not in page
+    assert page.count('<tr class="worker"') == 2
+
+
+class FakeSite:
+    served = 0
+    inFlight = 0
+    lastPath = b"/"
+    lastDuration = 0.0
+
+
+def readLines(fd: int) -> list[bytes]:
+    try:
+        return os.read(fd, 65536).splitlines()
+    except BlockingIOError:
+        return []
+
+
+def test_heartbeat_throttles_changes(monkeypatch) -> None:
+    monkeypatch.setattr(heartbeat, "MIN_INTERVAL", 0.5)
+    readEnd, writeEnd = os.pipe()
+    os.set_blocking(readEnd, False)
+    try:
+        site = FakeSite()
+        beat = heartbeat.Heartbeat(5, site, writeEnd)
+        # The first change goes out at once, before anything else happens.
+        site.inFlight = 1
+        beat.changed()
+        assert [Message.decode(line).report().inFlight for line in readLines(readEnd)] == [1]
+        # Changes within the interval are held, and sent together once.
+        for i in range(100):
+            site.inFlight = i % 2
+            site.served = i
+            beat.changed()
+        assert readLines(readEnd) == []
+        assert select.select([readEnd], [], [], 30)[0] == [readEnd]
+        [held] = [Message.decode(line).report() for line in readLines(readEnd)]
+        assert (held.served, held.inFlight) == (99, 1)
+    finally:
+        os.close(readEnd)
+        os.close(writeEnd)
+
+
+def test_access_log_format() -> None:
+    checkFormat(COMBINED)
+    with pytest.raises(ValueError, match=r"unknown field \{host\}"):
+        checkFormat("{host}")
+    with pytest.raises(ValueError, match="not a valid format"):
+        checkFormat("{method")
+    assert escape(b'a"b\\c\n\xe9') == 'a\\"b\\\\c\\x0a\\xe9'
+    assert logTime(0) == "[01/Jan/1970:00:00:00 +0000]"
+
+
+def test_memory_readers() -> None:
+    assert 1 << 20 < residentBytes() < 1 << 34
+    assert 0 < uniqueBytes() <= residentBytes()
+    assert residentBytes(2**22 + 1) == uniqueBytes(2**22 + 1) == 0

@@ -1,0 +1,70 @@
+"""
+Process titles, with the [proctitle] extra and without it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from server import APPS, Server, waitUntil
+
+APP = ("--app", "testapp:application")
+
+
+def title(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def processes(server: Server) -> tuple[int, list[int]]:
+    """
+    The template of the first generation and its workers: 2, and a spare.
+    """
+    waitUntil(lambda: len(children(server.pid)) == 1 and len(children(children(server.pid)[0])) == 3, what="3 workers")
+    template = children(server.pid)[0]
+    return template, children(template)
+
+
+def test_titles(serve) -> None:
+    pytest.importorskip("setproctitle", reason="the titles need the [proctitle] extra, which the test extra installs")
+    server = serve(*APP, "--workers", "2", "--spare-workers", "1", "--max-requests", "50")
+    template, workers = processes(server)
+    for _ in range(5):
+        assert server.get("/")[0] == 200
+    waitUntil(lambda: title(server.pid) == "prefork master [testapp:application] gen 1 workers 2", what="the master's title")
+    assert title(template) == "prefork template [testapp:application] gen 1"
+
+    def served() -> list[str]:
+        return sorted(title(pid) for pid in workers)
+
+    def counted() -> int:
+        return sum(int(t.rsplit(" ", 1)[1].split("/")[0]) for t in served() if t.endswith("/50"))
+
+    waitUntil(lambda: counted() == 5, what="the workers' titles to count 5 requests")
+    assert [t.rsplit(" ", 1)[0] for t in served()] == ["prefork worker [testapp:application] gen 1"] * 3
+    assert sorted(t.rsplit(" ", 1)[1].endswith("/50") for t in served()) == [False, True, True]
+    assert "prefork worker [testapp:application] gen 1 spare" in served()
+
+
+def test_without_setproctitle(serve, monkeypatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(APPS / "nosetproctitle"))
+    server = serve(*APP, "--workers", "2", "--spare-workers", "1")
+    template, workers = processes(server)
+    for _ in range(5):
+        assert server.get("/")[0] == 200
+    assert "twistd" in title(server.pid)
+    assert "prefork.template" in title(template)
+    assert all("prefork.template" in title(pid) for pid in workers)
