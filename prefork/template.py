@@ -41,11 +41,6 @@ from prefork.messages import (
 from prefork.proctitle import setTitle, templateTitle
 from prefork.worker import Listener, loadAppOrReport, serve
 
-# What a worker imports as it installs its reactor, imported once here so
-# that every worker shares it instead of loading its own copy.  Importing it
-# installs no reactor.
-import twisted.internet.epollreactor  # noqa: E402,F401  isort: skip
-
 
 class Template:
     """
