@@ -60,6 +60,8 @@ class WorkerRecord:
     born: float = field(default_factory=time.monotonic)
     lastHeard: float = field(default_factory=time.monotonic)
     reason: str = ""
+    #: Close to its request limit: a spare is kept ready to succeed it.
+    nearing: bool = False
     report: WorkerReport = field(default_factory=WorkerReport)
 
     @property
@@ -191,6 +193,12 @@ class Generation(ProcessProtocol):
 
     def spares(self) -> list[WorkerRecord]:
         return [w for w in self.workers.values() if w.counted and w.spare]
+
+    def nearing(self) -> int:
+        """
+        How many accepting workers are close to their limit.
+        """
+        return sum(1 for w in self.workers.values() if w.nearing and w.accepting)
 
     def serving(self) -> int:
         return sum(1 for w in self.workers.values() if w.accepting)

@@ -265,6 +265,9 @@ class Master(Service):
                 # Activated while it booted.
                 generation.activate(record)
             self._workerReady(generation, record)
+        elif message.event is Event.NEARING:
+            record.nearing = True
+            self._reconcile(generation)
         elif message.event is Event.BEAT:
             record.report = message.report()
             record.served = record.report.served
@@ -396,7 +399,10 @@ class Master(Service):
         for record in spares[:max(0, missing)]:
             generation.activate(record)
             missing -= 1
-        missingSpares = self.config.spareWorkers - len(generation.spares()) - generation.pendingSpares
+        # A spare for every worker close to its limit too, so that even
+        # workers retiring together are each succeeded by a booted one.
+        wantedSpares = self.config.spareWorkers and self.config.spareWorkers + generation.nearing()
+        missingSpares = wantedSpares - len(generation.spares()) - generation.pendingSpares
         if missing <= 0 and missingSpares <= 0:
             return
         delay = backoff(self._failures.get(generation, 0))

@@ -40,6 +40,7 @@ class Event(Enum):
     BORN = "born"  # template: forked worker PID, and "spare" for a spare
     READY = "ready"  # worker: booted, with its request limit, and "spare"
     ACTIVE = "active"  # spare worker: now accepting
+    NEARING = "nearing"  # worker: close to its limit, wants a successor ready
     BEAT = "beat"  # worker: alive, with its WorkerReport
     DRAINING = "draining"  # worker: stopped accepting, with served and reason
     EXITED = "exited"  # template: worker PID exited, with its wait status

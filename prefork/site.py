@@ -446,6 +446,9 @@ class WorkerSite(Site):
         self._sweepInterval = max(0.05, min(1.0, limits.headerTimeout / 4, limits.keepaliveTimeout / 4))
         self.limit = limit
         self.atLimit = atLimit
+        #: After this many requests (0: never), C{nearingLimit} is called.
+        self.nearLimit = 0
+        self.nearingLimit: Callable[[], None] = lambda: None
         self.served = 0
         self.closing = False
         self.channels: set[WorkerChannel] = set()
@@ -486,6 +489,8 @@ class WorkerSite(Site):
             self.changed()
         if self.served == self.limit:
             self.atLimit()
+        elif self.served == self.nearLimit:
+            self.nearingLimit()
         return self.closing
 
     def requestEnded(self, request: WorkerRequest) -> None:

@@ -68,6 +68,17 @@ def drawLimit(config: ServerConfig) -> int:
     return random.randint(config.minRequests, config.maxRequests)
 
 
+def successorPoint(limit: int) -> int:
+    """
+    After how many requests a worker with this limit asks for its successor:
+    a fifth of its life before the limit, so that the successor has booted
+    by the time the worker stops accepting (0: never).
+    """
+    if limit < 2:
+        return 0
+    return limit - max(1, limit // 5)
+
+
 class Worker:
     """
     The life of one worker process, in its own reactor.
@@ -110,6 +121,8 @@ class Worker:
             limits=config.requestLimits(),
             continueOnRead=self.threadpool is not None,
         )
+        self.site.nearLimit = successorPoint(self.limit)
+        self.site.nearingLimit = lambda: send(Message(Event.NEARING, self.pid))
         self.heartbeat = Heartbeat(self.pid, self.site)
         self.site.changed = self.heartbeat.changed
         self._listeners = listeners

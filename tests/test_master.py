@@ -137,3 +137,22 @@ def test_ttou_drains_a_worker_not_the_spare() -> None:
     assert generation.signals == [(10, signal.SIGTERM)]
     assert generation.workers[10].state is WorkerState.DRAINING
     assert generation.workers[12].spare
+
+
+def test_worker_nearing_its_limit_gets_a_spare_ready() -> None:
+    master, generation, _ = setUp(workers=2, spares=1)
+    boot(master, generation, 10)
+    boot(master, generation, 11)
+    boot(master, generation, 12, spare=True)
+    generation.spawned.clear()
+    report(master, generation, Event.NEARING, 10)
+    report(master, generation, Event.NEARING, 11)
+    assert generation.spawned == [True, True]
+    boot(master, generation, 13, spare=True)
+    boot(master, generation, 14, spare=True)
+    # Both retire together: each is succeeded by a booted spare at once.
+    report(master, generation, Event.DRAINING, 10, "100", "limit")
+    report(master, generation, Event.DRAINING, 11, "100", "limit")
+    assert {pid for pid, _ in generation.signals} == {12, 13}
+    assert generation.spawned == [True, True]
+    assert len(generation.spares()) == 1
