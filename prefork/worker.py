@@ -122,7 +122,7 @@ class Worker:
             continueOnRead=self.threadpool is not None,
         )
         self.site.nearLimit = successorPoint(self.limit)
-        self.site.nearingLimit = lambda: send(Message(Event.NEARING, self.pid))
+        self.site.nearingLimit = self._askForSuccessor
         self.heartbeat = Heartbeat(self.pid, self.site)
         self.site.changed = self.heartbeat.changed
         self._listeners = listeners
@@ -162,6 +162,9 @@ class Worker:
             signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
         send(Message(Event.READY, self.pid, (str(self.limit), *(("spare",) if self.spare else ()))))
         self._beating.start(HEARTBEAT_INTERVAL)
+
+    def _askForSuccessor(self) -> None:
+        send(Message(Event.NEARING, self.pid))
 
     def activate(self) -> None:
         """
