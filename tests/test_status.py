@@ -62,7 +62,7 @@ def busyWith(server: Server, path: str) -> dict:
 
 
 def test_status_json_shows_busy_worker_and_restarts(serve, slowRequest) -> None:
-    server = serve(*APP, *STATUS, "--workers", "2", "--max-requests", "5")
+    server = serve(*APP, *STATUS, "--workers", "2", "--max-requests", "5", "--threads", "0")
     slowRequest(server, 3)
     # The application runs in the reactor thread and blocks it: the worker
     # must have reported busy before calling it.
