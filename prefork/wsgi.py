@@ -32,7 +32,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 from urllib.parse import unquote_to_bytes
 
 from twisted.internet.interfaces import IReactorThreads
@@ -97,6 +97,59 @@ def splitPath(path: str, scriptName: str) -> tuple[str, str]:
     raise NotMounted(path)
 
 
+#: Request header names already turned into environ keys.  Clients choose
+#: the names, so the cache is bounded; past the bound, names are converted
+#: every time.
+_environKeys: dict[bytes, str] = {}
+_MAX_ENVIRON_KEYS = 256
+
+
+def _environKey(name: bytes) -> str:
+    """
+    The environ key of request header C{name}: C{HTTP_} and the name in upper
+    case with C{_} for C{-}, but C{CONTENT_TYPE} and C{CONTENT_LENGTH} bare.
+    """
+    key = _environKeys.get(name)
+    if key is None:
+        key = _native(name).upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        if len(_environKeys) < _MAX_ENVIRON_KEYS:
+            _environKeys[name] = key
+    return key
+
+
+class _ConnectionFacts(NamedTuple):
+    remoteHost: str
+    remotePort: str
+    localHost: str
+    localPort: str
+    secure: bool
+    #: The peer's address as L{TrustedProxies} takes it: L{None} for a UNIX
+    #: socket.
+    peerHost: str | None
+
+
+def _connectionFacts(request: Request) -> _ConnectionFacts:
+    """
+    What the environ says of the connection: the same for every request of a
+    keep-alive connection, so worked out once for it.
+    """
+    channel = request.channel
+    facts: _ConnectionFacts | None = getattr(channel, "_preforkFacts", None)
+    if facts is None:
+        peer = request.getClientAddress()
+        remoteHost, remotePort = _addressParts(peer)
+        localHost, localPort = _addressParts(request.getHost())
+        secure = request.isSecure()
+        if localPort == "0":
+            # A UNIX socket has no port: say what the client would have used.
+            localPort = "443" if secure else "80"
+        facts = _ConnectionFacts(remoteHost, remotePort, localHost, localPort, secure, getattr(peer, "host", None))
+        channel._preforkFacts = facts
+    return facts
+
+
 def buildEnviron(
     request: Request,
     extra: dict[str, Any],
@@ -112,29 +165,25 @@ def buildEnviron(
     @raise NotMounted: The request is not for the application.
     """
     path, _, query = request.uri.partition(b"?")
-    scriptName, pathInfo = splitPath(_native(unquote_to_bytes(path)), scriptName)
-    peer = request.getClientAddress()
-    remoteHost, remotePort = _addressParts(peer)
-    localHost, localPort = _addressParts(request.getHost())
+    # Most paths have nothing to unquote.
+    scriptName, pathInfo = splitPath(_native(unquote_to_bytes(path) if b"%" in path else path), scriptName)
+    connection = _connectionFacts(request)
     if request.getHeader(b"host"):
         serverName = _native(request.getRequestHostname())
     else:
-        serverName = localHost
-    if localPort == "0":
-        # A UNIX socket has no port: say what the client would have used.
-        localPort = "443" if request.isSecure() else "80"
+        serverName = connection.localHost
     environ: dict[str, Any] = {
         "REQUEST_METHOD": _native(request.method),
         "SCRIPT_NAME": scriptName,
         "PATH_INFO": pathInfo,
         "QUERY_STRING": _native(query),
         "SERVER_NAME": serverName,
-        "SERVER_PORT": localPort,
+        "SERVER_PORT": connection.localPort,
         "SERVER_PROTOCOL": _native(request.clientproto),
-        "REMOTE_ADDR": remoteHost,
-        "REMOTE_PORT": remotePort,
+        "REMOTE_ADDR": connection.remoteHost,
+        "REMOTE_PORT": connection.remotePort,
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "https" if request.isSecure() else "http",
+        "wsgi.url_scheme": "https" if connection.secure else "http",
         "wsgi.input": request.content,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": False,
@@ -147,15 +196,13 @@ def buildEnviron(
             # X-Forwarded_Proto would pass for X-Forwarded-Proto in the
             # environ, behind a proxy that strips only the latter.
             continue
-        key = _native(name).upper().replace("-", "_")
-        value = ",".join(_native(v) for v in values)
-        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            environ[key] = value
-        else:
-            environ["HTTP_" + key] = value
-            if key == "X_FORWARDED_PROTO":
-                forwardedProto = value.strip().lower()
-    if forwardedProto in ("http", "https") and trusted is not None and getattr(peer, "host", None) in trusted:
+        key = _environKey(name)
+        # Most fields come once: nothing to join.
+        value = _native(values[0]) if len(values) == 1 else ",".join(_native(v) for v in values)
+        environ[key] = value
+        if key == "HTTP_X_FORWARDED_PROTO":
+            forwardedProto = value.strip().lower()
+    if forwardedProto in ("http", "https") and trusted is not None and connection.peerHost in trusted:
         environ["wsgi.url_scheme"] = forwardedProto
     environ.update(extra)
     return environ
