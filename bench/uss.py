@@ -2,7 +2,7 @@
 Measure each worker's unique memory (USS, from /proc/PID/smaps_rollup) with
 and without preloading the application in the template.
 
-    python bench/uss.py [--app bench.apps.bigapp:application] [--workers 4]
+    python bench/uss.py [--app bench.apps.bigapp:application] [--workers 4] [--threads 4]
 
 Starts the real twistd prefork for each mode, warms every worker up with
 requests, reads the workers' memory and prints one line per mode.
@@ -31,10 +31,11 @@ def parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def measure(app: str, workers: int, preload: bool, requests: int) -> tuple[float, float, float]:
+def measure(app: str, workers: int, preload: bool, requests: int, threads: int) -> tuple[float, float, float]:
     twistd = Path(sysconfig.get_path("scripts")) / "twistd"
     command = [str(twistd), "-n", "--pidfile=", "prefork", "--app", app, "--workers", str(workers),
-               "--listen", "tcp:0:interface=127.0.0.1", "--max-requests", "0", "--status", "tcp:0:interface=127.0.0.1"]
+               "--listen", "tcp:0:interface=127.0.0.1", "--max-requests", "0", "--status", "tcp:0:interface=127.0.0.1",
+               "--threads", str(threads)]
     if not preload:
         command.append("--no-preload")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -73,9 +74,10 @@ def main() -> None:
     parser.add_argument("--app", default="bench.apps.bigapp:application")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--threads", type=int, default=4, help="--threads of the server")
     options = parser.parse_args()
     for preload in (True, False):
-        uss, rss, template = measure(options.app, options.workers, preload, options.requests)
+        uss, rss, template = measure(options.app, options.workers, preload, options.requests, options.threads)
         mode = "preload   " if preload else "no-preload"
         print(f"{options.app} {mode}: USS per worker {uss:6.1f} MB, RSS per worker {rss:6.1f} MB, template USS {template:6.1f} MB")
 

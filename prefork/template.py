@@ -15,6 +15,13 @@ it closes, the master is gone, and the template stops its workers and exits.
 from __future__ import annotations
 
 import gc
+
+# Python's advice for processes that fork without exec: no garbage
+# collection while the template imports (collections leave freed holes in
+# pages that workers then share and dirty), everything frozen before the
+# first fork, collection back on in each worker.
+gc.disable()
+
 import json
 import os
 import selectors
@@ -134,6 +141,7 @@ class Template:
     def _becomeWorker(self, spare: bool) -> NoReturn:
         status = 1
         try:
+            gc.enable()
             signal.set_wakeup_fd(-1)
             for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
                 signal.signal(signum, signal.SIG_DFL)
@@ -185,9 +193,6 @@ def _preload(config: ServerConfig, arguments: dict[str, Any]) -> WSGIApplication
         sys.stderr.flush()
         arguments = dict(arguments, config=config.withoutPreload().toJSON())
         os.execv(sys.executable, [sys.executable, "-m", "prefork.template", json.dumps(arguments)])
-    # Objects the workers inherit would otherwise have their pages copied
-    # the first time a worker's garbage collector touches them.
-    gc.freeze()
     return application
 
 
@@ -198,6 +203,9 @@ def _prepareWorkers() -> None:
     # Twisted's ports keep a spare descriptor open to recover from EMFILE;
     # opening it is half of a worker's boot time.  Forked, it is inherited.
     tcp._reservedFD.reserve()
+    # What the workers inherit would otherwise have its pages copied the
+    # first time a worker's garbage collector touches it.
+    gc.freeze()
 
 
 def main(argv: list[str]) -> NoReturn:
