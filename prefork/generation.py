@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from prefork.config import ServerConfig
+from prefork.forkedtemplate import forkTemplate
 from prefork.messages import ACTIVATE_SIGNAL, FIRST_LISTEN_FD, STATUS_FD, Command, Message, WorkerReport
 from prefork.sockets import ListeningSocket
 
@@ -102,23 +103,23 @@ class Generation(ProcessProtocol):
         self.ended: Deferred[None] = Deferred()
         self._buffers: dict[int, bytes] = {}
 
-    def start(self, reactor: Any, config: ServerConfig, sockets: list[ListeningSocket]) -> None:
+    def start(self, reactor: Any, config: ServerConfig, sockets: list[ListeningSocket], fork: bool = False) -> None:
         """
         Start the template process, handing it the listening sockets.
+
+        @param fork: Fork the master instead of starting a new Python (see
+            L{prefork.forkedtemplate}).
         """
         argument = json.dumps({"config": config.toJSON(), "sockets": len(sockets), "generation": self.number})
+        args = [sys.executable, "-m", "prefork.template", argument]
         childFDs: dict[int, int | str] = {0: "w", 1: 1, 2: "r", STATUS_FD: "r"}
         for i, listening in enumerate(sockets):
             childFDs[FIRST_LISTEN_FD + i] = listening.fileno()
         environment = {k: v for k, v in os.environ.items() if k not in SOCKET_ENVIRONMENT and not k.startswith("EINHORN_FD_")}
-        reactor.spawnProcess(
-            self,
-            sys.executable,
-            [sys.executable, "-m", "prefork.template", argument],
-            env=environment,
-            path=os.getcwd(),
-            childFDs=childFDs,
-        )
+        if fork:
+            forkTemplate(reactor, self, args, environment, childFDs)
+        else:
+            reactor.spawnProcess(self, sys.executable, args, env=environment, path=os.getcwd(), childFDs=childFDs)
 
     @property
     def pid(self) -> int | None:
@@ -128,10 +129,20 @@ class Generation(ProcessProtocol):
     def templateRunning(self) -> bool:
         return self.transport is not None and self.transport.pid is not None
 
-    def command(self, command: Command, *args: str) -> None:
-        if self.templateRunning:
-            line = " ".join([command.value, *args])
+    def command(self, command: Command, *args: str) -> bool:
+        """
+        Send the template a command; whether it could be sent.
+        """
+        if not self.templateRunning:
+            return False
+        line = " ".join([command.value, *args])
+        try:
             self.transport.writeToChild(0, line.encode("ascii") + b"\n")
+        except KeyError:
+            # Its standard input has closed: the template is exiting, and
+            # its exit is yet to be reported.
+            return False
+        return True
 
     def spawn(self, spare: bool = False) -> None:
         """
@@ -159,11 +170,10 @@ class Generation(ProcessProtocol):
         Fork no more, and tell every worker to stop with C{signum}.
         """
         self.stopping = True
-        if self.templateRunning:
-            # The template closes its listening sockets before it passes the
-            # signal on, so that the last process to hold them is a worker
-            # that accepts what is pending as it closes them.
-            self.command(Command.STOP, str(signum))
+        # The template closes its listening sockets before it passes the
+        # signal on, so that the last process to hold them is a worker that
+        # accepts what is pending as it closes them.
+        if self.command(Command.STOP, str(signum)):
             return
         for pid in list(self.workers):
             self.signal(pid, signum)

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.logfile import BaseLogFile
 
 from prefork.config import ServerConfig
+from prefork.forkedtemplate import canFork
 from prefork.generation import Generation, WorkerRecord, WorkerState
 from prefork.messages import EXIT_DONE, Event, Message
 from prefork.sockets import ListeningSocket
@@ -375,7 +376,8 @@ class Master(Service):
         generation = Generation(self, self._generationNumber)
         self._log.info("Generation {number} starting", number=generation.number)
         self.generations.append(generation)
-        generation.start(self.reactor, self.config, self.sockets)
+        # Only the first: a reload must load new code.
+        generation.start(self.reactor, self.config, self.sockets, fork=generation.number == 1 and canFork(self.reactor))
         self._reconcile(generation)
         return generation
 

@@ -19,9 +19,9 @@ from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
 try:
-    from setproctitle import setproctitle as _setproctitle
+    from setproctitle import getproctitle as _getproctitle, setproctitle as _setproctitle
 except ImportError:
-    _setproctitle = None
+    _getproctitle = _setproctitle = None
 
 #: Whether titles can be set at all.
 AVAILABLE = _setproctitle is not None
@@ -30,6 +30,16 @@ AVAILABLE = _setproctitle is not None
 def setTitle(title: str) -> None:
     if _setproctitle is not None:
         _setproctitle(title)
+
+
+def prepare() -> None:
+    """
+    Get ready to set titles before this process changes its environment:
+    setproctitle claims the memory of the environment it started with, and
+    cannot once that is rewritten.
+    """
+    if _getproctitle is not None:
+        _getproctitle()
 
 
 def masterTitle(app: str, generation: int, workers: int) -> str:

@@ -209,6 +209,10 @@ def _prepareWorkers() -> None:
 
 
 def main(argv: list[str]) -> NoReturn:
+    """
+    Be the template: C{argv[1]} holds the configuration, the generation and
+    the number of listening sockets, as JSON.
+    """
     arguments = json.loads(argv[1])
     config = ServerConfig.fromJSON(arguments["config"])
     # The master decides what a terminal's Ctrl-C or hang-up means.
@@ -224,6 +228,28 @@ def main(argv: list[str]) -> NoReturn:
     application = _preload(config, arguments) if config.preload else None
     _prepareWorkers()
     Template(config, arguments["generation"], application, listeners).run()
+
+
+def runForked(argument: str) -> NoReturn:
+    """
+    Be the template in a child forked from the master (see
+    L{prefork.forkedtemplate}), and leave by C{_exit}: the master's exit
+    handlers and buffers are not the child's to run.
+    """
+    status: int | str | None = 1
+    try:
+        main([__file__, argument])
+    except SystemExit as e:
+        status = e.code
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    if isinstance(status, str):
+        sys.stderr.write(status + "\n")
+        sys.stderr.flush()
+    os._exit(status if isinstance(status, int) else 0 if status is None else 1)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,13 @@ from twisted.internet import epollreactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger, LogLevel, eventAsText, globalLogBeginner
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from prefork.accept import adoptFairPort
 from prefork.accesslog import COMBINED, AccessLog
 from prefork.appload import AppLoadError, WSGIApplication, loadApp
+from prefork.childlog import logToStderr
 from prefork.config import ServerConfig
 from prefork.exitguard import ExitGuard
 from prefork.heartbeat import Heartbeat
@@ -273,32 +274,6 @@ class Worker:
             self.threadpool.stop()
 
 
-def _isTwistedRoutine(event: dict[str, Any]) -> bool:
-    namespace = event.get("log_namespace", "")
-    return namespace.startswith("twisted.") or namespace == "log_legacy"
-
-
-def _logToStderr(pid: int) -> None:
-    """
-    Send this process's log events to its standard error, which the master
-    reads and logs, one C{write} per event so workers' lines do not mix.
-    """
-
-    def observer(event: dict[str, Any]) -> None:
-        # Twisted's own chatter (ports opening, the loop ending) repeats with
-        # every recycled worker; keep its warnings and the application's log.
-        if event.get("log_level", LogLevel.info) < LogLevel.warn and _isTwistedRoutine(event):
-            return
-        text = eventAsText(event, includeTimestamp=False, includeSystem=False)
-        lines = "".join(f"[worker {pid}] {line}\n" for line in text.splitlines())
-        try:
-            os.write(2, lines.encode("utf-8", "replace"))
-        except OSError:
-            pass
-
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-
-
 def loadAppOrReport(config: ServerConfig) -> WSGIApplication | None:
     """
     Import the application; if it cannot be, tell the master why in one
@@ -333,7 +308,7 @@ def serve(
     epollreactor.install()
     from twisted.internet import reactor
 
-    _logToStderr(os.getpid())
+    logToStderr(f"worker {os.getpid()}")
     if application is None:
         application = loadAppOrReport(config)
         if application is None:

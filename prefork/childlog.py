@@ -1,0 +1,76 @@
+"""
+How the template and the workers log: each event as lines on standard error,
+a pipe that the master reads and logs, prefixed with who wrote them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.logger import ILogObserver, LogLevel, eventAsText, globalLogBeginner, globalLogPublisher
+
+#: The observer this process logs to, once it has one.
+_current: ILogObserver | None = None
+
+
+def _isTwistedRoutine(event: dict[str, Any]) -> bool:
+    namespace = event.get("log_namespace", "")
+    return namespace.startswith("twisted.") or namespace == "log_legacy"
+
+
+class StderrObserver:
+    """
+    Writes each event to descriptor 2 in one C{write}, so that lines from
+    processes sharing the pipe do not mix.
+    """
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        # Twisted's own chatter (ports opening, the loop ending) repeats with
+        # every recycled worker; keep its warnings and the application's log.
+        if event.get("log_level", LogLevel.info) < LogLevel.warn and _isTwistedRoutine(event):
+            return
+        text = eventAsText(event, includeTimestamp=False, includeSystem=False)
+        lines = "".join(f"[{self.who}] {line}\n" for line in text.splitlines())
+        try:
+            os.write(2, lines.encode("utf-8", "replace"))
+        except OSError:
+            pass
+
+
+def logToStderr(who: str) -> None:
+    """
+    Send this process's log events to its standard error, labelled C{who}
+    (C{"worker 1234"}), instead of wherever they went before.
+    """
+    global _current
+    observer = StderrObserver(who)
+    if _current is None:
+        # Flushes (and ends) what Twisted buffers until logging begins.
+        globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    else:
+        # Logging began in a parent; beginning again would only warn.
+        globalLogPublisher.removeObserver(_current)
+        globalLogPublisher.addObserver(observer)
+    _current = observer
+
+
+def takeOverFromParent(who: str) -> list[ILogObserver]:
+    """
+    In a process forked from one whose logging had begun (the master), drop
+    the parent's observers and log to standard error instead.
+
+    @return: The parent's observers, which the caller must keep alive (see
+        L{prefork.forkedtemplate}).
+    """
+    global _current
+    # LogPublisher has no public way to list its observers.
+    inherited = list(globalLogPublisher._observers)
+    for observer in inherited:
+        globalLogPublisher.removeObserver(observer)
+    _current = StderrObserver(who)
+    globalLogPublisher.addObserver(_current)
+    return inherited

@@ -1,0 +1,102 @@
+"""
+The first generation's template, forked from the master instead of started
+as a new Python.
+
+A new Python that imports Twisted and its web stack needs a quarter of a
+second before it can fork its first worker; when twistd starts the master's
+services it has imported most of that already, so a fork of the master is
+ready in a few milliseconds (this halves the time from C{twistd} to the
+first response).  Later generations are new processes: that is what lets
+HUP load new code.
+
+The fork happens only before the master's reactor runs, with one thread, so
+that the child inherits no running loop, signal handler or connection; and
+only when process titles can be set, since without them C{ps} would show
+the template and its workers as copies of the master.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any, NoReturn
+
+from twisted.internet import tcp
+from twisted.internet.process import Process
+from twisted.internet.protocol import ProcessProtocol
+
+from prefork import childlog
+from prefork import proctitle
+from prefork.proctitle import AVAILABLE as TITLES
+
+#: What the child took over from the master and must never free: their
+#: descriptors were closed when the fork set up the child's descriptors, and
+#: an object freed now would close whatever has since got the same number.
+_detached: list[Any] = []
+
+
+def canFork(reactor: Any) -> bool:
+    """
+    Whether the master is still in a state a template can be forked from.
+    """
+    return TITLES and not getattr(reactor, "running", True) and threading.active_count() == 1
+
+
+class ForkedTemplate(Process):
+    """
+    A child process that, after Twisted has set up its descriptors, becomes
+    the template in place of C{exec}ing a new Python.
+    """
+
+    def _trySpawnInsteadOfFork(self, *args: Any, **kwargs: Any) -> bool:
+        # posix_spawn() would exec.
+        return False
+
+    def _execChild(
+        self, path: str | None, uid: int | None, gid: int | None, executable: str, args: list[str], environment: dict[str, str]
+    ) -> NoReturn:
+        _forgetMaster(environment, args)
+        from prefork import template
+
+        template.runForked(args[-1])
+
+
+def forkTemplate(
+    reactor: Any, protocol: ProcessProtocol, args: list[str], environment: dict[str, str], childFDs: dict[int, int | str]
+) -> ForkedTemplate:
+    """
+    Fork the master into a template that runs as C{python args[1:]} would,
+    with the given environment and descriptors.
+    """
+    # What the master has buffered would be written twice.
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            stream.flush()
+    return ForkedTemplate(reactor, args[0], args, environment, os.getcwd(), protocol, childFDs=childFDs)
+
+
+def _forgetMaster(environment: dict[str, str], args: list[str]) -> None:
+    """
+    In the child: let go of what belongs to the master, so that the rest runs
+    as in a template started with C{exec}.
+    """
+    _detached.extend(childlog.takeOverFromParent(f"template {os.getpid()}"))
+    # twistd points these at its log; the descriptors are the template's.
+    _detached.extend([sys.stdout, sys.stderr])
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    # The master's reactor (its epoll and wakers are closed): each worker
+    # installs its own.
+    import twisted.internet
+
+    _detached.append(sys.modules.pop("twisted.internet.reactor", None))
+    if hasattr(twisted.internet, "reactor"):
+        del twisted.internet.reactor
+    # Twisted keeps a descriptor in reserve against EMFILE; the master's is
+    # closed, and workers must inherit an open one.
+    _detached.append(tcp._reservedFD._fileDescriptor)
+    tcp._reservedFD._fileDescriptor = None
+    proctitle.prepare()
+    os.environ.clear()
+    os.environ.update(environment)
+    sys.argv = args[2:]

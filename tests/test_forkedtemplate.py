@@ -1,0 +1,107 @@
+"""
+The first generation's template is forked from the master; later ones are
+new Pythons.  Both must behave the same: output, warnings, daemon mode.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from twisted.internet.task import Clock
+
+from prefork.forkedtemplate import canFork
+from server import APPS, TIMEOUT, alive, descendants, twistd, waitUntil
+from superdaemon import freePort
+
+APP = ("--app", "startupapp:application", "--workers", "1", "--spare-workers", "0")
+
+titles = pytest.mark.skipif(not __import__("prefork.proctitle").proctitle.AVAILABLE,
+                            reason="the template is forked only where process titles can be set")
+
+
+def _about(server) -> dict[str, object]:
+    status, _, body = server.get("/")
+    assert status == 200
+    return json.loads(body)
+
+
+@titles
+def test_first_generation_is_forked_reloads_are_new_pythons(serve) -> None:
+    server = serve(*APP)
+    assert _about(server)["masterCode"] is True
+    server.signal(signal.SIGHUP)
+    server.waitFor(r"Generation 2 serving")
+    waitUntil(lambda: _about(server)["masterCode"] is False, what="a worker of the new generation")
+
+
+def test_import_output_reaches_the_log_once_per_generation(serve) -> None:
+    server = serve(*APP)
+    assert server.get("/")[0] == 200
+    server.signal(signal.SIGHUP)
+    server.waitFor(r"Generation 2 serving")
+    server.waitFor(r"Generation 1 has ended")
+    assert [line for line in server.lines if line.endswith("startupapp: imported")] == ["startupapp: imported"] * 2
+    assert len([line for line in server.lines if "UserWarning: startupapp: a warning at import" in line]) == 2
+    # The master's log lines were not written a second time by its fork.
+    assert len([line for line in server.lines if "Listening on" in line]) == 1
+    timestamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
+    assert not [line for line in server.lines if re.search(f"{timestamp}.*{timestamp}", line)]
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_daemonized(tmp_path: Path) -> None:
+    """
+    Without -n, twistd forks into the background before it starts the
+    master: the template must be the daemon's child.
+    """
+    port = freePort()
+    pidfile, logfile = tmp_path / "twistd.pid", tmp_path / "twistd.log"
+    command = [twistd(), f"--pidfile={pidfile}", f"--logfile={logfile}", "prefork",
+               "--listen", f"tcp:{port}:interface=127.0.0.1", *APP]
+    assert subprocess.run(command, cwd=APPS, timeout=TIMEOUT).returncode == 0
+    waitUntil(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the pid file")
+    master = int(pidfile.read_text())
+    seen: set[int] = set()
+    try:
+        waitUntil(lambda: "Generation 1 serving" in logfile.read_text(), what="the daemon to serve")
+        seen = descendants(master)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+        connection.request("GET", "/")
+        about = json.loads(connection.getresponse().read())
+        connection.close()
+        assert _ppid(about["template"]) == master
+    finally:
+        os.kill(master, signal.SIGTERM)
+        waitUntil(lambda: not any(alive(pid) for pid in {master, *seen}), what="the daemon and its children to exit")
+    log = logfile.read_text()
+    assert "All workers have exited" in log
+    # Standard output is /dev/null in a daemon; warnings go to the log.
+    assert "UserWarning: startupapp: a warning at import" in log
+
+
+def test_no_fork_once_the_reactor_runs_or_threads_exist() -> None:
+    reactor = Clock()
+    reactor.running = False  # type: ignore[attr-defined]
+    assert canFork(reactor) is __import__("prefork.proctitle").proctitle.AVAILABLE
+    reactor.running = True  # type: ignore[attr-defined]
+    assert not canFork(reactor)
+    reactor.running = False  # type: ignore[attr-defined]
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait)
+    thread.start()
+    try:
+        assert not canFork(reactor)
+    finally:
+        release.set()
+        thread.join()
