@@ -118,14 +118,16 @@ def ensureTools(venv: Path, install: bool) -> None:
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
                        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-    if not (venv / "bin" / "twistd").exists() or not (venv / "bin" / "gunicorn").exists():
+    if not all((venv / "bin" / tool).exists() for tool in ("twistd", "gunicorn")) or not list(venv.glob("lib/*/site-packages/setproctitle")):
         if not install:
             sys.exit(f"bench: no virtualenv with the servers at {venv}")
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         pip = [str(venv / "bin" / "pip"), "install", "-q"]
         subprocess.run([*pip, *PEERS], check=True)
-        # Editable, so that a run measures the working tree as it is now.
-        subprocess.run([*pip, "-e", str(ROOT), "--config-settings", "editable_mode=compat"], check=True)
+        # Editable, so that a run measures the working tree as it is now;
+        # with titles, as installed for production (and the first template
+        # is forked only where titles can be set).
+        subprocess.run([*pip, "-e", f"{ROOT}[proctitle]", "--config-settings", "editable_mode=compat"], check=True)
 
 
 # The servers.
@@ -405,6 +407,19 @@ def respawnCost(kind: ServerKind, options: argparse.Namespace, logs: Path, reque
     return median, statistics.mean(waits) - median
 
 
+def startupTimes(kind: ServerKind, options: argparse.Namespace, logs: Path, starts: int = 7) -> list[float]:
+    """
+    Milliseconds from exec to the first 200 of the hello app, over several
+    starts: one start is at the mercy of whatever else the machine does.
+    """
+    times = []
+    for _ in range(starts):
+        running = Running.start(kind, options.venv, "hello", options.workers, logs)
+        running.stop()
+        times.append(running.startup * 1000)
+    return times
+
+
 def best(rows: Iterator[Row]) -> list[Row]:
     """
     The fastest of each server's rounds for each app and connection mode:
@@ -521,7 +536,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="measure each row this many times, keep the fastest")
     parser.add_argument("--apps", default=",".join(APPS), help=f"comma-separated, of {', '.join(APPS)}")
     parser.add_argument("--servers", default="", help="comma-separated server names (default all)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: table, fairness, respawn, bodies")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: table, fairness, respawn, startup, bodies")
     parser.add_argument("--venv", type=Path, default=BENCH / ".venv", help="virtualenv for the Python servers")
     parser.add_argument("--no-install", dest="install", action="store_false", help="fail instead of installing")
     options = parser.parse_args()
@@ -539,6 +554,8 @@ def main() -> None:
             [k for k in chosen if not k.recycles and k.name != "waitress"], options, logDir))
         respawns = [] if "respawn" in skip else [
             (k.name, respawnCost(k, options, logDir)) for k in chosen if k.recycles]
+        startups = [] if "startup" in skip else [
+            (k.name, startupTimes(k, options, logDir)) for k in chosen if not k.recycles]
         bodies = [] if "bodies" in skip else [
             (k.name, largeBodies(k, options, logDir)) for k in chosen
             if k.name.startswith("prefork") and not k.recycles or k.name == "gunicorn-sync"]
@@ -556,6 +573,10 @@ def main() -> None:
         report += ["", "Respawn cost (hello app, 1 worker retiring every 100 requests, 1000 sequential requests with Connection: close):", "",
                    "| server | median request ms | extra wait for a fresh worker ms |", "| --- | ---: | ---: |"]
         report += [f"| {name} | {median:.2f} | {extra:.2f} |" for name, (median, extra) in respawns]
+    if startups:
+        report += ["", f"Startup (exec to the first 200, hello app, {options.workers} workers, 7 starts):", "",
+                   "| server | median ms | min ms | max ms |", "| --- | ---: | ---: | ---: |"]
+        report += [f"| {name} | {statistics.median(t):.0f} | {min(t):.0f} | {max(t):.0f} |" for name, t in startups]
     if bodies:
         report += ["", "Large bodies (100 MB each way, 1 worker, one client on 127.0.0.1):", "",
                    "| server | response MB/s | upload MB/s | worker peak memory growth MiB |", "| --- | ---: | ---: | ---: |"]
