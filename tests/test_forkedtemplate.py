@@ -105,3 +105,19 @@ def test_no_fork_once_the_reactor_runs_or_threads_exist() -> None:
     finally:
         release.set()
         thread.join()
+
+
+def test_app_that_starts_threads_is_imported_in_each_worker(serve) -> None:
+    """
+    The template (forked or not) finds the thread and starts over as a new
+    Python that leaves the import to the workers.
+    """
+    server = serve("--app", "threadapp:application", "--workers", "2", "--spare-workers", "0")
+    server.waitFor(r"Importing threadapp:application installs a reactor or starts threads: not preloading it")
+    about = json.loads(server.get("/")[2])
+    assert about["importedIn"] == about["worker"]
+    assert about["tickerAlive"] is True
+    server.signal(signal.SIGHUP)
+    server.waitFor(r"Generation 2 serving")
+    server.waitFor(r"Generation 1 has ended")
+    assert len(re.findall("not preloading it", server.output)) == 2
