@@ -21,14 +21,14 @@ possible, next to the share the real recycling keeps.  Needs wrk.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import re
-import resource
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+
+from workercpu import servingPort
 
 BENCH = Path(__file__).parent
 TICK = os.sysconf("SC_CLK_TCK")
@@ -58,14 +58,9 @@ def serverCpuPerRequest(maxRequests: int, close: bool, seconds: int, threads: in
                "tcp:0:interface=127.0.0.1", "--workers", "2", "--threads", str(threads),
                "--max-requests", str(maxRequests)]
     server = subprocess.Popen(command, cwd=BENCH, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    drain = None
     try:
-        assert server.stdout is not None
-        port = None
-        for line in server.stdout:
-            match = re.search(r"Listening on http://127\.0\.0\.1:(\d+)/", line)
-            port = int(match.group(1)) if match else port
-            if "Generation 1 serving" in line:
-                break
+        port = servingPort(server)
         # Keep reading, so that the server never blocks on a full pipe.
         drain = subprocess.Popen(["cat"], stdin=server.stdout, stdout=subprocess.DEVNULL)
         before = _treeCpu(server.pid)
@@ -78,7 +73,8 @@ def serverCpuPerRequest(maxRequests: int, close: bool, seconds: int, threads: in
     finally:
         server.terminate()
         server.wait(60)
-        drain.wait(10)
+        if drain is not None:
+            drain.wait(10)
 
 
 def forkExitFloor(cycles: int = 300) -> float:

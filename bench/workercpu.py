@@ -30,6 +30,21 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def servingPort(server: subprocess.Popen[str]) -> int:
+    """
+    Read a starting C{twistd prefork}'s output until its first generation
+    serves; return the port it listens on.
+    """
+    assert server.stdout is not None
+    port = None
+    for line in server.stdout:
+        match = re.search(r"Listening on http://127\.0\.0\.1:(\d+)/", line)
+        port = int(match.group(1)) if match else port
+        if "Generation 1 serving" in line and port is not None:
+            return port
+    raise RuntimeError("the server exited before it served")
+
+
 def run(twistd: str, seconds: int) -> tuple[int, float, float]:
     """
     Serve the demo app with 2 workers; return the requests wrk made, the
@@ -39,13 +54,7 @@ def run(twistd: str, seconds: int) -> tuple[int, float, float]:
                "--max-requests", "0", "--spare-workers", "0"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert server.stdout is not None
-        port = None
-        for line in server.stdout:
-            match = re.search(r"Listening on http://127\.0\.0\.1:(\d+)/", line)
-            port = int(match.group(1)) if match else port
-            if "Generation 1 serving" in line:
-                break
+        port = servingPort(server)
         workers = [w for template in children(server.pid) for w in children(template)]
         before = sum(map(cpuSeconds, workers)), cpuSeconds(server.pid)
         out = subprocess.run(["wrk", "-t1", "-c10", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
