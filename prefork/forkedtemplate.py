@@ -17,10 +17,11 @@ the template and its workers as copies of the master.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import threading
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from twisted.internet import tcp
 from twisted.internet.process import Process
@@ -76,15 +77,22 @@ def forkTemplate(
     return ForkedTemplate(reactor, args[0], args, environment, os.getcwd(), protocol, childFDs=childFDs)
 
 
+def _textStream(fd: int) -> TextIO:
+    return io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), errors="backslashreplace", line_buffering=True)
+
+
 def _forgetMaster(environment: dict[str, str], args: list[str]) -> None:
     """
     In the child: let go of what belongs to the master, so that the rest runs
     as in a template started with C{exec}.
     """
     _detached.extend(childlog.takeOverFromParent(f"template {os.getpid()}"))
-    # twistd points these at its log; the descriptors are the template's.
+    # twistd points sys.stdout and sys.stderr at its log; the descriptors are
+    # the template's now.  (Python leaves sys.__stderr__ None in a master
+    # started without a descriptor 2.)
     _detached.extend([sys.stdout, sys.stderr])
-    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    sys.stdout = sys.__stdout__ = sys.__stdout__ or _textStream(1)
+    sys.stderr = sys.__stderr__ = sys.__stderr__ or _textStream(2)
     # The master's reactor (its epoll and wakers are closed): each worker
     # installs its own.
     import twisted.internet

@@ -121,3 +121,30 @@ def test_app_that_starts_threads_is_imported_in_each_worker(serve) -> None:
     server.waitFor(r"Generation 2 serving")
     server.waitFor(r"Generation 1 has ended")
     assert len(re.findall("not preloading it", server.output)) == 2
+
+
+def test_master_without_standard_error(tmp_path: Path) -> None:
+    """
+    A master started with descriptor 2 closed (C{2>&-}) still starts its
+    template, whose standard error is a pipe to the master.
+    """
+    port = freePort()
+    output = tmp_path / "output"
+    command = [twistd(), "-n", "--pidfile=", "prefork", "--listen", f"tcp:{port}:interface=127.0.0.1", *APP]
+    with output.open("wb") as out:
+        server = subprocess.Popen(command, cwd=APPS, stdin=subprocess.DEVNULL, stdout=out,
+                                  preexec_fn=lambda: os.close(2), start_new_session=True)
+    seen: set[int] = set()
+    try:
+        waitUntil(lambda: "Generation 1 serving" in output.read_text() or server.poll() is not None,
+                  what="the server to serve")
+        seen = descendants(server.pid)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+        connection.request("GET", "/")
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        server.terminate()
+        server.wait(TIMEOUT)
+        waitUntil(lambda: not any(alive(pid) for pid in seen), what="the server's children to exit")
+    assert "UserWarning: startupapp: a warning at import" in output.read_text()
