@@ -18,13 +18,13 @@ import pytest
 from twisted.internet.task import Clock
 
 from prefork.forkedtemplate import canFork
-from server import APPS, TIMEOUT, alive, descendants, twistd, waitUntil
+from prefork.proctitle import AVAILABLE as TITLES
+from server import APPS, TIMEOUT, alive, descendants, parentPid, twistd, waitUntil
 from superdaemon import freePort
 
 APP = ("--app", "startupapp:application", "--workers", "1", "--spare-workers", "0")
 
-titles = pytest.mark.skipif(not __import__("prefork.proctitle").proctitle.AVAILABLE,
-                            reason="the template is forked only where process titles can be set")
+titles = pytest.mark.skipif(not TITLES, reason="the template is forked only where process titles can be set")
 
 
 def _about(server) -> dict[str, object]:
@@ -56,10 +56,6 @@ def test_import_output_reaches_the_log_once_per_generation(serve) -> None:
     assert not [line for line in server.lines if re.search(f"{timestamp}.*{timestamp}", line)]
 
 
-def _ppid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
 def test_daemonized(tmp_path: Path) -> None:
     """
     Without -n, twistd forks into the background before it starts the
@@ -80,7 +76,7 @@ def test_daemonized(tmp_path: Path) -> None:
         connection.request("GET", "/")
         about = json.loads(connection.getresponse().read())
         connection.close()
-        assert _ppid(about["template"]) == master
+        assert parentPid(about["template"]) == master
     finally:
         os.kill(master, signal.SIGTERM)
         waitUntil(lambda: not any(alive(pid) for pid in {master, *seen}), what="the daemon and its children to exit")
@@ -93,7 +89,7 @@ def test_daemonized(tmp_path: Path) -> None:
 def test_no_fork_once_the_reactor_runs_or_threads_exist() -> None:
     reactor = Clock()
     reactor.running = False  # type: ignore[attr-defined]
-    assert canFork(reactor) is __import__("prefork.proctitle").proctitle.AVAILABLE
+    assert canFork(reactor) is TITLES
     reactor.running = True  # type: ignore[attr-defined]
     assert not canFork(reactor)
     reactor.running = False  # type: ignore[attr-defined]

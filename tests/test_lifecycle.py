@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from server import TIMEOUT, Load, Server, alive, descendants, waitUntil
+from server import TIMEOUT, Load, Server, alive, descendants, parentPid, waitUntil
 from statusclient import STATUS, status
 
 APP = ("--app", "testapp:application")
@@ -41,7 +41,7 @@ def workerPids(server: Server) -> set[int]:
     The worker processes: the children of the master's template processes.
     """
     templates = {pid for pid in descendants(server.pid) if Path(f"/proc/{pid}/stat").exists()
-                 and int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == server.pid}
+                 and parentPid(pid) == server.pid}
     return {pid for template in templates for pid in descendants(template)}
 
 
