@@ -86,7 +86,7 @@ def forkExitFloor(cycles: int = 300) -> float:
 import gc, os, resource, sys
 gc.disable()
 sys.path.insert(0, {str(BENCH)!r})
-import prefork.template, benchapp
+import prefork.child.template, benchapp
 from twisted.internet import tcp
 tcp._reservedFD.reserve()
 gc.freeze()

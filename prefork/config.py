@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 
-from prefork import limits
+from prefork.web import limits
 
 DEMO_APP = "prefork.demo:application"
 
@@ -37,7 +37,7 @@ class ServerConfig:
         0 turns the watchdog off.
     @ivar accessLog: Where workers write the access log (C{"-"} for standard
         output), or L{None}.
-    @ivar accessLogFormat: The access log's format (see L{prefork.accesslog});
+    @ivar accessLogFormat: The access log's format (see L{prefork.web.accesslog});
         L{None} for the combined log format.
     @ivar maxRss: A worker whose resident memory passes this many megabytes
         retires; 0 means no limit.

@@ -13,18 +13,18 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from prefork import inherited
-from prefork.accesslog import checkFormat
-from prefork.appload import parseAppSpec
-from prefork import limits
+from prefork.master import inherited
+from prefork.web.accesslog import checkFormat
+from prefork.child.appload import parseAppSpec
+from prefork.web import limits
 from prefork.config import DEMO_APP, ServerConfig
-from prefork.master import Master
+from prefork.master.supervisor import Master
 from prefork.proctitle import AVAILABLE as TITLES, TitleService, masterTitle
-from prefork.proxies import parseForwardedAllowIps
-from prefork.sdnotify import NotifyingObserver, SystemdNotifier
-from prefork.sockets import CannotListen, ListeningSocket, listen
-from prefork.status import StatusCollector, currentGeneration
-from prefork.statuspage import StatusService
+from prefork.web.proxies import parseForwardedAllowIps
+from prefork.master.sdnotify import NotifyingObserver, SystemdNotifier
+from prefork.master.sockets import CannotListen, ListeningSocket, listen
+from prefork.status.collector import StatusCollector, currentGeneration
+from prefork.status.page import StatusService
 
 DEFAULT_LISTEN = "tcp:8080"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from twisted.internet.task import Clock
 
-from prefork.forkedtemplate import canFork
+from prefork.master.forkedtemplate import canFork
 from prefork.proctitle import AVAILABLE as TITLES
 from server import APPS, TIMEOUT, alive, descendants, parentPid, twistd, waitUntil
 from superdaemon import freePort

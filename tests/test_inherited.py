@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from prefork import inherited
-from prefork.inherited import InheritedSocketError
-from prefork.sdnotify import NotifyingObserver, SystemdNotifier
+from prefork.master import inherited
+from prefork.master.inherited import InheritedSocketError
+from prefork.master.sdnotify import NotifyingObserver, SystemdNotifier
 
 
 @pytest.fixture

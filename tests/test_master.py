@@ -9,8 +9,8 @@ import signal
 from twisted.internet.task import Clock
 
 from prefork.config import ServerConfig
-from prefork.generation import Generation, WorkerState
-from prefork.master import Master
+from prefork.master.generation import Generation, WorkerState
+from prefork.master.supervisor import Master
 from prefork.messages import ACTIVATE_SIGNAL, Event, Message
 
 

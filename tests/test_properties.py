@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prefork.http import ChunkedDecoder, Rejection, isValidHost, parseTarget
-from prefork.wsgi import NotMounted, splitPath
+from prefork.web.http import ChunkedDecoder, Rejection, isValidHost, parseTarget
+from prefork.web.environ import NotMounted, splitPath
 from rawhttp import exchange, oneWorker, servingWorker
 from server import Server
 

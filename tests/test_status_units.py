@@ -15,13 +15,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from prefork import heartbeat
-from prefork.accesslog import COMBINED, checkFormat, escape, logTime
-from prefork.generation import WorkerRecord, WorkerState
+from prefork.child import heartbeat
+from prefork.web.accesslog import COMBINED, checkFormat, escape, logTime
+from prefork.master.generation import WorkerRecord, WorkerState
 from prefork.memory import residentBytes, uniqueBytes
 from prefork.messages import Event, Message, WorkerReport, printablePath
-from prefork.metrics import render
-from prefork.status import RESTART_REASONS, ServerStatus, Tally, WorkerStatus, restartReason, workerState
+from prefork.status.metrics import render
+from prefork.status.collector import RESTART_REASONS, ServerStatus, Tally, WorkerStatus, restartReason, workerState
 
 EXITED_OK = 0  # a wait status: exited with status 0
 KILLED = signal.SIGKILL  # a wait status: killed by SIGKILL
@@ -126,7 +126,7 @@ def test_status_json_schema() -> None:
 
 
 def test_page_escapes_paths() -> None:
-    from prefork.statuspage import renderPage
+    from prefork.status.page import renderPage
 
     page = renderPage(sampleStatus())
     assert "/a&quot;b\\c" in page and '/a"b' not in page

@@ -66,5 +66,5 @@ def test_without_setproctitle(serve, monkeypatch) -> None:
     for _ in range(5):
         assert server.get("/")[0] == 200
     assert "twistd" in title(server.pid)
-    assert "prefork.template" in title(template)
-    assert all("prefork.template" in title(pid) for pid in workers)
+    assert "prefork.child.template" in title(template)
+    assert all("prefork.child.template" in title(pid) for pid in workers)

@@ -10,13 +10,13 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from prefork.appload import AppLoadError, loadApp, parseAppSpec
+from prefork.child.appload import AppLoadError, loadApp, parseAppSpec
 from prefork.config import ServerConfig
-from prefork.exitguard import ExitGuard
-from prefork.master import MAX_BACKOFF, backoff, describeExit
+from prefork.child.exitguard import ExitGuard
+from prefork.master.supervisor import MAX_BACKOFF, backoff, describeExit
 from prefork.messages import Event, Message
 from prefork.tap import Options
-from prefork.worker import drawLimit
+from prefork.child.worker import drawLimit
 
 
 class ImmediateReactor(Clock):

@@ -14,6 +14,6 @@ warnings.warn("startupapp: a warning at import")
 
 
 def application(environ, start_response):
-    body = json.dumps({"masterCode": "prefork.master" in sys.modules, "template": os.getppid()}).encode()
+    body = json.dumps({"masterCode": "prefork.master.supervisor" in sys.modules, "template": os.getppid()}).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]

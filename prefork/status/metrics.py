@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from prefork.status import WORKER_STATES, ServerStatus, WorkerStatus
+from prefork.status.collector import WORKER_STATES, ServerStatus, WorkerStatus
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 

@@ -64,7 +64,7 @@ def takeOverFromParent(who: str) -> list[ILogObserver]:
     the parent's observers and log to standard error instead.
 
     @return: The parent's observers, which the caller must keep alive (see
-        L{prefork.forkedtemplate}).
+        L{prefork.master.forkedtemplate}).
     """
     global _current
     # LogPublisher has no public way to list its observers.

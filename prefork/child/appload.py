@@ -7,10 +7,12 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-WSGIApplication = Callable[..., Iterable[bytes]]
+if TYPE_CHECKING:
+    from prefork.web.wsgi import WSGIApplication
+
 
 
 class AppLoadError(Exception):

@@ -5,7 +5,7 @@ is, which transfer codings frame a body, how big a length may be, when a
 connection persists, and the short answer a rejected request gets.
 
 Everything here is a pure function of bytes, so that it can be tested on
-its own; L{prefork.site} applies it to live connections.
+its own; L{prefork.web.site} applies it to live connections.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from twisted.internet import tcp
 from twisted.internet.process import Process
 from twisted.internet.protocol import ProcessProtocol
 
-from prefork import childlog
+from prefork.child import childlog
 from prefork import proctitle
 from prefork.proctitle import AVAILABLE as TITLES
 
@@ -58,7 +58,7 @@ class ForkedTemplate(Process):
         self, path: str | None, uid: int | None, gid: int | None, executable: str, args: list[str], environment: dict[str, str]
     ) -> NoReturn:
         _forgetMaster(environment, args)
-        from prefork import template
+        from prefork.child import template
 
         template.runForked(args[-1])
 

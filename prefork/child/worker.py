@@ -28,19 +28,19 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from prefork.accept import adoptFairPort
-from prefork.accesslog import COMBINED, AccessLog
-from prefork.appload import AppLoadError, WSGIApplication, loadApp
-from prefork.childlog import logToStderr
+from prefork.child.accept import adoptFairPort
+from prefork.web.accesslog import COMBINED, AccessLog
+from prefork.child.appload import AppLoadError, loadApp
+from prefork.child.childlog import logToStderr
 from prefork.config import ServerConfig
-from prefork.exitguard import ExitGuard
-from prefork.heartbeat import Heartbeat
+from prefork.child.exitguard import ExitGuard
+from prefork.child.heartbeat import Heartbeat
 from prefork.memory import residentBytes
 from prefork.messages import ACTIVATE_SIGNAL, EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
 from prefork.proctitle import setTitle, workerTitle
-from prefork.proxies import TrustedProxies
-from prefork.site import WorkerSite
-from prefork.wsgi import WorkerWSGIResource
+from prefork.web.proxies import TrustedProxies
+from prefork.web.site import WorkerSite
+from prefork.web.wsgi import WorkerWSGIResource, WSGIApplication
 
 #: A listening socket handed down by the master: its descriptor and family.
 Listener = tuple[int, socket.AddressFamily]

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from twisted.logger import Logger
 
-from prefork.generation import Generation
+from prefork.master.generation import Generation
 
 
 class SystemdNotifier:

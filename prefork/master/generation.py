@@ -26,12 +26,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from prefork.config import ServerConfig
-from prefork.forkedtemplate import forkTemplate
+from prefork.master.forkedtemplate import forkTemplate
 from prefork.messages import ACTIVATE_SIGNAL, FIRST_LISTEN_FD, STATUS_FD, Command, Message, WorkerReport
-from prefork.sockets import ListeningSocket
+from prefork.master.sockets import ListeningSocket
 
 if TYPE_CHECKING:
-    from prefork.master import Master
+    from prefork.master.supervisor import Master
 
 #: Environment variables that hand sockets to this server (and systemd's
 #: notification socket, which speaks for the master alone); they are not for
@@ -108,10 +108,10 @@ class Generation(ProcessProtocol):
         Start the template process, handing it the listening sockets.
 
         @param fork: Fork the master instead of starting a new Python (see
-            L{prefork.forkedtemplate}).
+            L{prefork.master.forkedtemplate}).
         """
         argument = json.dumps({"config": config.toJSON(), "sockets": len(sockets), "generation": self.number})
-        args = [sys.executable, "-m", "prefork.template", argument]
+        args = [sys.executable, "-m", "prefork.child.template", argument]
         childFDs: dict[int, int | str] = {0: "w", 1: 1, 2: "r", STATUS_FD: "r"}
         for i, listening in enumerate(sockets):
             childFDs[FIRST_LISTEN_FD + i] = listening.fileno()

@@ -25,12 +25,12 @@ from twisted.logger import Logger
 from twisted.python.logfile import BaseLogFile
 
 from prefork.config import ServerConfig
-from prefork.forkedtemplate import canFork
-from prefork.generation import Generation, WorkerRecord, WorkerState
+from prefork.master.forkedtemplate import canFork
+from prefork.master.generation import Generation, WorkerRecord, WorkerState
 from prefork.messages import EXIT_DONE, Event, Message
-from prefork.sockets import ListeningSocket
-from prefork.twistdlog import findLogFile
-from prefork.status import Tally, exitFields
+from prefork.master.sockets import ListeningSocket
+from prefork.master.twistdlog import findLogFile
+from prefork.status.collector import Tally, exitFields
 
 #: A worker dying before any worker of its generation served is a boot
 #: failure; after this many in a row the generation is given up.

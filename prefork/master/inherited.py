@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from prefork.sockets import ListeningSocket
+from prefork.master.sockets import ListeningSocket
 
 #: systemd hands its sockets over from this descriptor on (sd_listen_fds(3)).
 SYSTEMD_FIRST_FD = 3

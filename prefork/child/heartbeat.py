@@ -20,7 +20,7 @@ import threading
 import time
 
 from prefork.messages import STATUS_FD, Event, Message, WorkerReport, printablePath, send
-from prefork.site import WorkerSite
+from prefork.web.site import WorkerSite
 
 #: The shortest time between two beats sent for a change, in seconds.
 MIN_INTERVAL = 0.1

@@ -3,7 +3,7 @@ The server's status: what every worker is doing, and what has happened to
 the workers that are gone.
 
 The master learns the first from the workers' heartbeats (see
-L{prefork.heartbeat}) and keeps it in its generations' worker tables; it
+L{prefork.child.heartbeat}) and keeps it in its generations' worker tables; it
 counts the second in a L{Tally} as each worker exits.  A L{StatusCollector}
 turns both into a L{ServerStatus} snapshot, which the status page, its JSON
 and the Prometheus metrics all render.
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
-from prefork.generation import Generation, WorkerRecord, WorkerState
+from prefork.master.generation import Generation, WorkerRecord, WorkerState
 from prefork.messages import EXIT_DONE
 
 if TYPE_CHECKING:
-    from prefork.master import Master
+    from prefork.master.supervisor import Master
 
 #: Why workers are replaced, in the order the status page shows them.
 RESTART_REASONS = ("limit", "reload", "crash", "timeout", "memory")

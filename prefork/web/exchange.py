@@ -1,19 +1,7 @@
 """
-Serving a WSGI application (PEP 3333) from a worker.
-
-L{WorkerWSGIResource} is a L{twisted.web.wsgi.WSGIResource} that fixes what
-the stock container gets wrong in a prefork server: C{wsgi.multiprocess} is
-true, requests over UNIX sockets work (Twisted reads a port number from every
-address, twisted issue 5406), C{CONTENT_TYPE} and C{CONTENT_LENGTH} are not
-repeated as C{HTTP_} keys, and the iterable's C{close()} is always called.
-It also mounts the application below C{--script-name}, believes
-C{X-Forwarded-Proto} only from trusted proxies, offers C{wsgi.file_wrapper},
-and never lets a response the application got wrong reach the client as if
-it were right: bad status lines and headers are refused with a 500, and a
-body cut short by an error or a wrong C{Content-Length} closes the
-connection.
-
-It runs the application in one of two ways:
+One request's exchange with the WSGI application: C{start_response}, the
+checks that keep a wrong status, header or body from reaching the client as
+if it were right, and the two ways the application runs:
 
   - in the reactor thread (no thread pool), as Twiggy::Prefork runs a PSGI
     application in its event loop: one request at a time, no thread
@@ -28,25 +16,24 @@ from __future__ import annotations
 import re
 import socket
 import struct
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, NamedTuple, Optional
-from urllib.parse import unquote_to_bytes
+from typing import TYPE_CHECKING, Any, Optional
 
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
-from twisted.web.http import INTERNAL_SERVER_ERROR, NO_BODY_CODES, NOT_FOUND
-from twisted.web.server import NOT_DONE_YET, Request
-from twisted.web.wsgi import WSGIResource
+from twisted.web.http import INTERNAL_SERVER_ERROR, NO_BODY_CODES
+from twisted.web.server import Request
 
-from prefork.appload import WSGIApplication
-from prefork.filewrapper import FileWrapper
-from prefork.proxies import TrustedProxies
+
+from prefork.web.environ import native
+
+if TYPE_CHECKING:
+    from prefork.web.wsgi import WSGIApplication
+
 
 ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]
 WriteCallable = Callable[[bytes], None]
@@ -61,151 +48,6 @@ _BAD_VALUE = re.compile(r"[\r\n\0]")
 _STATUS = re.compile(r"[0-9]{3} [^\r\n\0]*")
 #: SO_LINGER on, with no time: close() resets the connection.
 _LINGER_RESET = struct.pack("ii", 1, 0)
-
-
-def _native(b: bytes) -> str:
-    return b.decode("latin-1")
-
-
-def _addressParts(address: Any) -> tuple[str, str]:
-    """
-    The host and port of a peer or local address; a UNIX socket is local.
-    """
-    host = getattr(address, "host", None)
-    if host is None:
-        return "127.0.0.1", "0"
-    return host, str(address.port)
-
-
-class NotMounted(Exception):
-    """
-    The request's path is not below the application's C{SCRIPT_NAME}.
-    """
-
-
-def splitPath(path: str, scriptName: str) -> tuple[str, str]:
-    """
-    C{SCRIPT_NAME} and C{PATH_INFO} of a decoded request path, for an
-    application mounted at C{scriptName} (C{""} for the root).
-
-    @raise NotMounted: The path is not C{scriptName} or below it.
-    """
-    if not scriptName:
-        return "", path
-    if path == scriptName or path.startswith(scriptName + "/"):
-        return scriptName, path[len(scriptName):]
-    raise NotMounted(path)
-
-
-#: Request header names already turned into environ keys.  Clients choose
-#: the names, so the cache is bounded; past the bound, names are converted
-#: every time.
-_environKeys: dict[bytes, str] = {}
-_MAX_ENVIRON_KEYS = 256
-
-
-def _environKey(name: bytes) -> str:
-    """
-    The environ key of request header C{name}: C{HTTP_} and the name in upper
-    case with C{_} for C{-}, but C{CONTENT_TYPE} and C{CONTENT_LENGTH} bare.
-    """
-    key = _environKeys.get(name)
-    if key is None:
-        key = _native(name).upper().replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            key = "HTTP_" + key
-        if len(_environKeys) < _MAX_ENVIRON_KEYS:
-            _environKeys[name] = key
-    return key
-
-
-class _ConnectionFacts(NamedTuple):
-    remoteHost: str
-    remotePort: str
-    localHost: str
-    localPort: str
-    secure: bool
-    #: The peer's address as L{TrustedProxies} takes it: L{None} for a UNIX
-    #: socket.
-    peerHost: str | None
-
-
-def _connectionFacts(request: Request) -> _ConnectionFacts:
-    """
-    What the environ says of the connection: the same for every request of a
-    keep-alive connection, so worked out once for it.
-    """
-    channel = request.channel
-    facts: _ConnectionFacts | None = getattr(channel, "_preforkFacts", None)
-    if facts is None:
-        peer = request.getClientAddress()
-        remoteHost, remotePort = _addressParts(peer)
-        localHost, localPort = _addressParts(request.getHost())
-        secure = request.isSecure()
-        if localPort == "0":
-            # A UNIX socket has no port: say what the client would have used.
-            localPort = "443" if secure else "80"
-        facts = _ConnectionFacts(remoteHost, remotePort, localHost, localPort, secure, getattr(peer, "host", None))
-        channel._preforkFacts = facts
-    return facts
-
-
-def buildEnviron(
-    request: Request,
-    extra: dict[str, Any],
-    scriptName: str = "",
-    trusted: TrustedProxies | None = None,
-) -> dict[str, Any]:
-    """
-    The WSGI environ of C{request}.
-
-    @param extra: Keys added to every environ (the exit guard, say).
-    @param scriptName: Where the application is mounted.
-    @param trusted: The peers whose C{X-Forwarded-Proto} is believed.
-    @raise NotMounted: The request is not for the application.
-    """
-    path, _, query = request.uri.partition(b"?")
-    # Most paths have nothing to unquote.
-    scriptName, pathInfo = splitPath(_native(unquote_to_bytes(path) if b"%" in path else path), scriptName)
-    connection = _connectionFacts(request)
-    if request.getHeader(b"host"):
-        serverName = _native(request.getRequestHostname())
-    else:
-        serverName = connection.localHost
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": _native(request.method),
-        "SCRIPT_NAME": scriptName,
-        "PATH_INFO": pathInfo,
-        "QUERY_STRING": _native(query),
-        "SERVER_NAME": serverName,
-        "SERVER_PORT": connection.localPort,
-        "SERVER_PROTOCOL": _native(request.clientproto),
-        "REMOTE_ADDR": connection.remoteHost,
-        "REMOTE_PORT": connection.remotePort,
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "https" if connection.secure else "http",
-        "wsgi.input": request.content,
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
-    forwardedProto = None
-    for name, values in request.requestHeaders.getAllRawHeaders():
-        if b"_" in name:
-            # X-Forwarded_Proto would pass for X-Forwarded-Proto in the
-            # environ, behind a proxy that strips only the latter.
-            continue
-        key = _environKey(name)
-        # Most fields come once: nothing to join.
-        value = _native(values[0]) if len(values) == 1 else ",".join(_native(v) for v in values)
-        environ[key] = value
-        if key == "HTTP_X_FORWARDED_PROTO":
-            forwardedProto = value.strip().lower()
-    if forwardedProto in ("http", "https") and trusted is not None and connection.peerHost in trusted:
-        environ["wsgi.url_scheme"] = forwardedProto
-    environ.update(extra)
-    return environ
 
 
 class _Exchange:
@@ -350,7 +192,7 @@ class _Exchange:
         ):
             _log.error(
                 "WSGI application sent {sent} of the {declared} bytes its Content-Length promised for {uri}",
-                sent=request.sentLength, declared=self.declaredLength, uri=_native(request.uri),
+                sent=request.sentLength, declared=self.declaredLength, uri=native(request.uri),
             )
             self._abort()
             return
@@ -374,7 +216,7 @@ class _Exchange:
         connection so that the client cannot take a truncated body for whole.
         """
         _log.failure("WSGI application error in {method} {uri}", failure,
-                     method=self.environ["REQUEST_METHOD"], uri=_native(self.request.uri))
+                     method=self.environ["REQUEST_METHOD"], uri=native(self.request.uri))
         if self.disconnected:
             return
         request = self.request
@@ -554,59 +396,3 @@ class _ThreadedExchange(_Exchange):
     def stopProducing(self) -> None:
         self.disconnected = True
         self._writable.set()
-
-
-class WorkerWSGIResource(WSGIResource):
-    """
-    A WSGI resource for a prefork worker.
-
-    @param threadpool: Run the application in this pool; L{None} runs it in
-        the reactor thread.
-    @param extraEnviron: Keys added to every request's environ.
-    """
-
-    def __init__(
-        self,
-        reactor: IReactorThreads,
-        threadpool: ThreadPool | None,
-        application: WSGIApplication,
-        extraEnviron: dict[str, Any],
-        scriptName: str = "",
-        trustedProxies: TrustedProxies | None = None,
-        displayTracebacks: bool = False,
-    ) -> None:
-        super().__init__(reactor, threadpool, application)
-        self._extraEnviron = dict(
-            extraEnviron,
-            **{
-                "wsgi.multithread": threadpool is not None,
-                "wsgi.file_wrapper": FileWrapper,
-                "wsgi.input_terminated": True,
-            },
-        )
-        self._scriptName = scriptName
-        self._trusted = trustedProxies if trustedProxies is not None else TrustedProxies(["127.0.0.1"])
-        self._displayTracebacks = displayTracebacks
-
-    def render(self, request: Request) -> object:
-        try:
-            environ = buildEnviron(request, self._extraEnviron, self._scriptName, self._trusted)
-        except NotMounted:
-            return _notFound(request)
-        if self._threadpool is None:
-            _InReactorExchange(request, environ, self._displayTracebacks).run(self._application)
-        else:
-            exchange = _ThreadedExchange(request, environ, self._reactor, self._displayTracebacks)
-            self._threadpool.callInThread(exchange.run, self._application)
-        return NOT_DONE_YET
-
-
-def _notFound(request: Request) -> bytes:
-    """
-    Answer a request for a path outside the application's mount point.
-    """
-    body = b"Not Found\n"
-    request.setResponseCode(NOT_FOUND)
-    request.setHeader(b"content-type", b"text/plain")
-    request.setHeader(b"content-length", b"%d" % len(body))
-    return body

@@ -1,7 +1,7 @@
 """
 The template process ("zygote") of one generation.
 
-The master starts it with C{python -m prefork.template}.  It imports the
+The master starts it with C{python -m prefork.child.template}.  It imports the
 application once (unless told not to), then forks a worker each time the
 master asks, reaps the workers and reports every birth and death on the
 status pipe.  It never runs a reactor or a thread, so that its forks are
@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 
 from twisted.internet import tcp
 
-from prefork.appload import WSGIApplication
+from prefork.web.wsgi import WSGIApplication
 from prefork.config import ServerConfig
 from prefork.messages import (
     ACTIVATE_SIGNAL,
@@ -46,7 +46,7 @@ from prefork.messages import (
     send,
 )
 from prefork.proctitle import setTitle, templateTitle
-from prefork.worker import Listener, loadAppOrReport, serve
+from prefork.child.worker import Listener, loadAppOrReport, serve
 
 
 class Template:
@@ -192,7 +192,7 @@ def _preload(config: ServerConfig, arguments: dict[str, Any]) -> WSGIApplication
         )
         sys.stderr.flush()
         arguments = dict(arguments, config=config.withoutPreload().toJSON())
-        os.execv(sys.executable, [sys.executable, "-m", "prefork.template", json.dumps(arguments)])
+        os.execv(sys.executable, [sys.executable, "-m", "prefork.child.template", json.dumps(arguments)])
     return application
 
 
@@ -233,7 +233,7 @@ def main(argv: list[str]) -> NoReturn:
 def runForked(argument: str) -> NoReturn:
     """
     Be the template in a child forked from the master (see
-    L{prefork.forkedtemplate}), and leave by C{_exit}: the master's exit
+    L{prefork.master.forkedtemplate}), and leave by C{_exit}: the master's exit
     handlers and buffers are not the child's to run.
     """
     status: int | str | None = 1

@@ -1,0 +1,160 @@
+"""
+The WSGI environ (PEP 3333) of one request: its CGI-style keys built from
+what Twisted parsed, the application's mount point below C{--script-name},
+and the C{X-Forwarded-Proto} a trusted proxy may set.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NamedTuple
+from urllib.parse import unquote_to_bytes
+
+from twisted.web.server import Request
+
+from prefork.web.proxies import TrustedProxies
+
+
+def native(b: bytes) -> str:
+    return b.decode("latin-1")
+
+
+def _addressParts(address: Any) -> tuple[str, str]:
+    """
+    The host and port of a peer or local address; a UNIX socket is local.
+    """
+    host = getattr(address, "host", None)
+    if host is None:
+        return "127.0.0.1", "0"
+    return host, str(address.port)
+
+
+class NotMounted(Exception):
+    """
+    The request's path is not below the application's C{SCRIPT_NAME}.
+    """
+
+
+def splitPath(path: str, scriptName: str) -> tuple[str, str]:
+    """
+    C{SCRIPT_NAME} and C{PATH_INFO} of a decoded request path, for an
+    application mounted at C{scriptName} (C{""} for the root).
+
+    @raise NotMounted: The path is not C{scriptName} or below it.
+    """
+    if not scriptName:
+        return "", path
+    if path == scriptName or path.startswith(scriptName + "/"):
+        return scriptName, path[len(scriptName):]
+    raise NotMounted(path)
+
+
+#: Request header names already turned into environ keys.  Clients choose
+#: the names, so the cache is bounded; past the bound, names are converted
+#: every time.
+_environKeys: dict[bytes, str] = {}
+_MAX_ENVIRON_KEYS = 256
+
+
+def _environKey(name: bytes) -> str:
+    """
+    The environ key of request header C{name}: C{HTTP_} and the name in upper
+    case with C{_} for C{-}, but C{CONTENT_TYPE} and C{CONTENT_LENGTH} bare.
+    """
+    key = _environKeys.get(name)
+    if key is None:
+        key = native(name).upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        if len(_environKeys) < _MAX_ENVIRON_KEYS:
+            _environKeys[name] = key
+    return key
+
+
+class _ConnectionFacts(NamedTuple):
+    remoteHost: str
+    remotePort: str
+    localHost: str
+    localPort: str
+    secure: bool
+    #: The peer's address as L{TrustedProxies} takes it: L{None} for a UNIX
+    #: socket.
+    peerHost: str | None
+
+
+def _connectionFacts(request: Request) -> _ConnectionFacts:
+    """
+    What the environ says of the connection: the same for every request of a
+    keep-alive connection, so worked out once for it.
+    """
+    channel = request.channel
+    facts: _ConnectionFacts | None = getattr(channel, "_preforkFacts", None)
+    if facts is None:
+        peer = request.getClientAddress()
+        remoteHost, remotePort = _addressParts(peer)
+        localHost, localPort = _addressParts(request.getHost())
+        secure = request.isSecure()
+        if localPort == "0":
+            # A UNIX socket has no port: say what the client would have used.
+            localPort = "443" if secure else "80"
+        facts = _ConnectionFacts(remoteHost, remotePort, localHost, localPort, secure, getattr(peer, "host", None))
+        channel._preforkFacts = facts
+    return facts
+
+
+def buildEnviron(
+    request: Request,
+    extra: dict[str, Any],
+    scriptName: str = "",
+    trusted: TrustedProxies | None = None,
+) -> dict[str, Any]:
+    """
+    The WSGI environ of C{request}.
+
+    @param extra: Keys added to every environ (the exit guard, say).
+    @param scriptName: Where the application is mounted.
+    @param trusted: The peers whose C{X-Forwarded-Proto} is believed.
+    @raise NotMounted: The request is not for the application.
+    """
+    path, _, query = request.uri.partition(b"?")
+    # Most paths have nothing to unquote.
+    scriptName, pathInfo = splitPath(native(unquote_to_bytes(path) if b"%" in path else path), scriptName)
+    connection = _connectionFacts(request)
+    if request.getHeader(b"host"):
+        serverName = native(request.getRequestHostname())
+    else:
+        serverName = connection.localHost
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": native(request.method),
+        "SCRIPT_NAME": scriptName,
+        "PATH_INFO": pathInfo,
+        "QUERY_STRING": native(query),
+        "SERVER_NAME": serverName,
+        "SERVER_PORT": connection.localPort,
+        "SERVER_PROTOCOL": native(request.clientproto),
+        "REMOTE_ADDR": connection.remoteHost,
+        "REMOTE_PORT": connection.remotePort,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "https" if connection.secure else "http",
+        "wsgi.input": request.content,
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    forwardedProto = None
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        if b"_" in name:
+            # X-Forwarded_Proto would pass for X-Forwarded-Proto in the
+            # environ, behind a proxy that strips only the latter.
+            continue
+        key = _environKey(name)
+        # Most fields come once: nothing to join.
+        value = native(values[0]) if len(values) == 1 else ",".join(native(v) for v in values)
+        environ[key] = value
+        if key == "HTTP_X_FORWARDED_PROTO":
+            forwardedProto = value.strip().lower()
+    if forwardedProto in ("http", "https") and trusted is not None and connection.peerHost in trusted:
+        environ["wsgi.url_scheme"] = forwardedProto
+    environ.update(extra)
+    return environ
