@@ -11,7 +11,6 @@ to do about it is the observer's decision.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -29,7 +28,7 @@ from prefork.master.forkedtemplate import forkTemplate
 from prefork.master.interfaces import IGenerationObserver, IGenerationState
 from prefork.master.sockets import ListeningSocket
 from prefork.master.workers import WorkerRecord, WorkerState
-from prefork.messages import ACTIVATE_SIGNAL, FIRST_LISTEN_FD, STATUS_FD, Command, Event, Message
+from prefork.messages import ACTIVATE_SIGNAL, FIRST_LISTEN_FD, STATUS_FD, Command, Event, Message, TemplateSetup
 
 #: Environment variables that hand sockets to this server (and systemd's
 #: notification socket, which speaks for the master alone); they are not for
@@ -67,21 +66,24 @@ class Generation(ProcessProtocol):
 
     def start(self, config: ServerConfig, sockets: list[ListeningSocket], fork: bool = False) -> None:
         """
-        Start the template process, handing it the listening sockets.
+        Start the template process, handing it the listening sockets, and
+        its configuration as its first command.
 
         @param fork: Fork the master instead of starting a new Python (see
-            L{prefork.master.forkedtemplate}).
+            L{prefork.master.forkedtemplate}); the fork has the configuration
+            already.
         """
-        argument = json.dumps({"config": config.toJSON(), "sockets": len(sockets), "generation": self.number})
-        args = [sys.executable, "-m", "prefork.child.template", argument]
+        setup = TemplateSetup(self.number, len(sockets), config)
+        args = setup.commandLine(sys.executable)
         childFDs: dict[int, int | str] = {0: "w", 1: 1, 2: "r", STATUS_FD: "r"}
         for i, listening in enumerate(sockets):
             childFDs[FIRST_LISTEN_FD + i] = listening.fileno()
         environment = {k: v for k, v in os.environ.items() if k not in SOCKET_ENVIRONMENT and not k.startswith("EINHORN_FD_")}
         if fork:
-            forkTemplate(self.reactor, self, args, environment, childFDs)
+            forkTemplate(self.reactor, self, args, environment, childFDs, setup)
         else:
             self.reactor.spawnProcess(self, sys.executable, args, env=environment, path=os.getcwd(), childFDs=childFDs)
+            self._send(setup.encode())
 
     @property
     def pid(self) -> int | None:
