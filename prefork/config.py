@@ -3,8 +3,9 @@ The settings a generation runs with, shared by the master, the template and
 the workers.
 
 The master builds one L{ServerConfig} from the command line and hands it to
-each template process as JSON on its command line, so that every process of
-the server reads the very same values.
+each template process as JSON over the template's command pipe (see
+L{prefork.messages.TemplateSetup}), so that every process of the server
+reads the very same values.
 """
 
 from __future__ import annotations

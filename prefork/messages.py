@@ -2,9 +2,11 @@
 The pipes between the master, the templates and the workers.
 
 The master talks to a template over the template's standard input, one
-command a line.  Templates and workers talk back over one shared status pipe:
-each message is a single line written with a single C{write(2)} of less than
-C{PIPE_BUF} bytes, so that lines from concurrent writers never interleave.
+command a line; the first, L{TemplateSetup}, carries the configuration, which
+never goes on a command line (C{ps} shows those to every user).  Templates
+and workers talk back over one shared status pipe: each message is a single
+line written with a single C{write(2)} of less than C{PIPE_BUF} bytes, so
+that lines from concurrent writers never interleave.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import os
 import signal
 from dataclasses import dataclass
 from enum import Enum
+
+from prefork.config import ServerConfig
 
 #: The descriptor on which templates and workers find the status pipe.
 STATUS_FD = 3
@@ -52,10 +56,67 @@ class Command(Enum):
     What the master asks of a template.
     """
 
+    CONFIGURE = "configure"  # the first command: generation, sockets, configuration
     SPAWN = "spawn"  # fork one more worker
     SPAWN_SPARE = "spawn-spare"  # fork a spare: booted, not accepting until woken
     STOP = "stop"  # with a signal number: fork no more, close the sockets,
     # signal every worker, exit once they have gone
+
+
+@dataclass(frozen=True)
+class TemplateSetup:
+    """
+    What a template needs before it can start: its generation, how many
+    listening sockets it finds from L{FIRST_LISTEN_FD} on, and the
+    configuration.  It travels as the first command, one line of ASCII
+    (the configuration is JSON, which escapes everything else).
+    """
+
+    generation: int
+    sockets: int
+    config: ServerConfig
+
+    def encode(self) -> bytes:
+        words = [Command.CONFIGURE.value, str(self.generation), str(self.sockets), self.config.toJSON()]
+        return " ".join(words).encode("ascii") + b"\n"
+
+    @classmethod
+    def decode(cls, line: bytes) -> TemplateSetup:
+        """
+        @raise ValueError: The line is not a setup.
+        """
+        words = line.decode("ascii", "replace").rstrip("\n").split(" ", 3)
+        if len(words) != 4 or words[0] != Command.CONFIGURE.value:
+            raise ValueError(f"the first line is not {Command.CONFIGURE.value!r} with its three arguments")
+        _, generation, sockets, config = words
+        try:
+            return cls(int(generation), int(sockets), ServerConfig.fromJSON(config))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not a configuration: {e}") from None
+
+    @classmethod
+    def read(cls, fd: int) -> TemplateSetup:
+        """
+        Read the setup from the first line of C{fd}, and not a byte more:
+        what follows is the master's next command.
+
+        @raise ValueError: C{fd} ended first, or the line is not a setup.
+        """
+        line = bytearray()
+        while not line.endswith(b"\n"):
+            byte = os.read(fd, 1)
+            if not byte:
+                raise ValueError("the input ended before the configuration did")
+            line += byte
+        return cls.decode(bytes(line))
+
+    def commandLine(self, executable: str) -> list[str]:
+        """
+        How a new Python is started as this template: the module, then the
+        words C{ps} shows in place of a title, which say nothing of the
+        configuration but the application.
+        """
+        return [executable, "-m", "prefork.child.template", "gen", str(self.generation), f"app={self.config.app}"]
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ import signal
 from twisted.internet.task import Clock
 
 from prefork.config import ServerConfig
-from prefork.master.generation import Generation, WorkerState
+from prefork.master.generation import Generation
 from prefork.master.supervisor import Master
+from prefork.master.workers import WorkerState
 from prefork.messages import ACTIVATE_SIGNAL, Event, Message
 
 
@@ -19,8 +20,8 @@ class RecordingGeneration(Generation):
     A generation without a template: it records what it is asked to do.
     """
 
-    def __init__(self, master: Master, number: int) -> None:
-        super().__init__(master, number)
+    def __init__(self, master: Master, number: int, clock: Clock) -> None:
+        super().__init__(number, master, clock)
         self.spawned: list[bool] = []
         self.signals: list[tuple[int, int]] = []
 
@@ -35,14 +36,14 @@ class RecordingGeneration(Generation):
 def setUp(workers: int = 2, spares: int = 1) -> tuple[Master, RecordingGeneration, Clock]:
     clock = Clock()
     master = Master(ServerConfig(workers=workers, spareWorkers=spares), [], reactor=clock)
-    generation = RecordingGeneration(master, 1)
+    generation = RecordingGeneration(master, 1, clock)
     master.generations.append(generation)
     master._reconcile(generation)
     return master, generation, clock
 
 
 def report(master: Master, generation: Generation, event: Event, pid: int, *args: str) -> None:
-    master.workerEvent(generation, Message(event, pid, args))
+    generation.messageReceived(Message(event, pid, args))
 
 
 def boot(master: Master, generation: Generation, pid: int, spare: bool = False) -> None:
@@ -56,7 +57,7 @@ def test_forks_workers_and_spares() -> None:
     assert generation.spawned == [False, False, False, True]
     for pid in (10, 11, 12):
         boot(master, generation, pid)
-    assert generation.announced
+    assert generation in master._announced
     boot(master, generation, 13, spare=True)
     assert generation.serving() == 3 and len(generation.spares()) == 1
 

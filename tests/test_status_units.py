@@ -17,11 +17,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from prefork.child import heartbeat
 from prefork.web.accesslog import COMBINED, checkFormat, escape, logTime
-from prefork.master.generation import WorkerRecord, WorkerState
+from prefork.master.workers import RESTART_REASONS, Tally, WorkerRecord, WorkerState, restartReason
 from prefork.memory import residentBytes, uniqueBytes
 from prefork.messages import Event, Message, WorkerReport, printablePath
 from prefork.status.metrics import render
-from prefork.status.collector import RESTART_REASONS, ServerStatus, Tally, WorkerStatus, restartReason, workerState
+from prefork.status.collector import ServerStatus, WorkerStatus, workerState
 
 EXITED_OK = 0  # a wait status: exited with status 0
 KILLED = signal.SIGKILL  # a wait status: killed by SIGKILL

@@ -4,6 +4,8 @@ Process titles, with the [proctitle] extra and without it.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,15 @@ APP = ("--app", "testapp:application")
 
 def title(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+
+
+def arguments(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+def hideSetproctitle(monkeypatch) -> None:
+    # In front of the tree under test, which must stay on the path.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(APPS / "nosetproctitle"), os.environ.get("PYTHONPATH")])))
 
 
 def children(pid: int) -> list[int]:
@@ -60,7 +71,7 @@ def test_titles(serve) -> None:
 
 
 def test_without_setproctitle(serve, monkeypatch) -> None:
-    monkeypatch.setenv("PYTHONPATH", str(APPS / "nosetproctitle"))
+    hideSetproctitle(monkeypatch)
     server = serve(*APP, "--workers", "2", "--spare-workers", "1")
     template, workers = processes(server)
     for _ in range(5):
@@ -68,3 +79,44 @@ def test_without_setproctitle(serve, monkeypatch) -> None:
     assert "twistd" in title(server.pid)
     assert "prefork.child.template" in title(template)
     assert all("prefork.child.template" in title(pid) for pid in workers)
+
+
+def templateArguments(app: str, generation: int) -> list[str]:
+    return ["-m", "prefork.child.template", "gen", str(generation), f"app={app}"]
+
+
+def test_command_lines_carry_no_configuration(serve, monkeypatch) -> None:
+    """
+    Without titles, C{ps} shows the command lines of the templates and the
+    workers: they name the generation and the application, and no option's
+    value (the configuration reaches the template on its command pipe).
+    """
+    hideSetproctitle(monkeypatch)
+    secrets = ("--max-requests", "4321", "--script-name", "/hidden-prefix", "--forwarded-allow-ips", "10.9.8.7")
+    server = serve(*APP, "--workers", "2", "--spare-workers", "1", *secrets)
+    template, workers = processes(server)
+    for pid in [template, *workers]:
+        assert arguments(pid)[1:] == templateArguments("testapp:application", 1)
+    server.signal(signal.SIGHUP)
+    server.waitFor("Generation 1 has ended")
+    template, workers = processes(server)
+    for pid in [template, *workers]:
+        assert arguments(pid)[1:] == templateArguments("testapp:application", 2)
+        assert not any(secret in title(pid) for secret in secrets[1::2])
+
+
+def test_template_that_starts_over_keeps_its_configuration(serve, monkeypatch) -> None:
+    """
+    A template whose application starts threads at import becomes a new
+    Python; its configuration goes along off the command line, in a file
+    its workers do not inherit.
+    """
+    hideSetproctitle(monkeypatch)
+    server = serve("--app", "threadapp:application", "--workers", "2", "--spare-workers", "1", "--max-requests", "4321")
+    server.waitFor("not preloading it")
+    template, workers = processes(server)
+    for pid in [template, *workers]:
+        assert arguments(pid)[1:] == templateArguments("threadapp:application", 1)
+    for pid in workers:
+        descriptors = [os.readlink(link) for link in Path(f"/proc/{pid}/fd").iterdir()]
+        assert not [d for d in descriptors if "memfd:" in d], descriptors

@@ -13,7 +13,8 @@ from twisted.internet.task import Clock
 from prefork.child.appload import AppLoadError, loadApp, parseAppSpec
 from prefork.config import ServerConfig
 from prefork.child.exitguard import ExitGuard
-from prefork.master.supervisor import MAX_BACKOFF, backoff, describeExit
+from prefork.master.supervisor import MAX_BACKOFF, backoff
+from prefork.master.workers import describeExit
 from prefork.messages import Event, Message
 from prefork.tap import Options
 from prefork.child.worker import drawLimit

@@ -1,12 +1,13 @@
 """
 The template process ("zygote") of one generation.
 
-The master starts it with C{python -m prefork.child.template}.  It imports the
-application once (unless told not to), then forks a worker each time the
-master asks, reaps the workers and reports every birth and death on the
-status pipe.  It never runs a reactor or a thread, so that its forks are
-clean; a fork of it costs a few milliseconds where a fresh Python that
-imports twisted.web costs a hundred times that.
+The master starts it with C{python -m prefork.child.template gen N app=...}
+(words for C{ps} alone) and sends it its configuration as the first line on
+its standard input.  It imports the application once (unless told not to),
+then forks a worker each time the master asks, reaps the workers and reports
+every birth and death on the status pipe.  It never runs a reactor or a
+thread, so that its forks are clean; a fork of it costs a few milliseconds
+where a fresh Python that imports twisted.web costs a hundred times that.
 
 Its standard input carries the master's commands (L{prefork.messages}); when
 it closes, the master is gone, and the template stops its workers and exits.
@@ -22,7 +23,6 @@ import gc
 # first fork, collection back on in each worker.
 gc.disable()
 
-import json
 import os
 import selectors
 import signal
@@ -30,7 +30,8 @@ import socket
 import sys
 import threading
 import traceback
-from typing import Any, NoReturn
+from dataclasses import replace
+from typing import NoReturn
 
 from twisted.internet import tcp
 
@@ -43,10 +44,15 @@ from prefork.messages import (
     Command,
     Event,
     Message,
+    TemplateSetup,
     send,
 )
 from prefork.proctitle import setTitle, templateTitle
 from prefork.child.worker import Listener, loadAppOrReport, serve
+
+#: Names the descriptor a template that starts over as a new Python reads
+#: its setup from, in place of its standard input.
+SETUP_FD_VARIABLE = "PREFORK_TEMPLATE_SETUP_FD"
 
 
 class Template:
@@ -181,7 +187,8 @@ def _preloadIsUnsafe() -> bool:
     return "twisted.internet.reactor" in sys.modules or threading.active_count() > 1
 
 
-def _preload(config: ServerConfig, arguments: dict[str, Any]) -> WSGIApplication:
+def _preload(setup: TemplateSetup) -> WSGIApplication:
+    config = setup.config
     application = loadAppOrReport(config)
     if application is None:
         sys.exit(EXIT_BOOT_FAILED)
@@ -191,9 +198,21 @@ def _preload(config: ServerConfig, arguments: dict[str, Any]) -> WSGIApplication
             "not preloading it; each worker imports it instead.\n"
         )
         sys.stderr.flush()
-        arguments = dict(arguments, config=config.withoutPreload().toJSON())
-        os.execv(sys.executable, [sys.executable, "-m", "prefork.child.template", json.dumps(arguments)])
+        _startOver(replace(setup, config=config.withoutPreload()))
     return application
+
+
+def _startOver(setup: TemplateSetup) -> NoReturn:
+    """
+    Become a new Python with C{setup}: the master's commands still wait on
+    standard input, so the setup goes in an inherited in-memory file that
+    L{SETUP_FD_VARIABLE} names.
+    """
+    fd = os.memfd_create("prefork-template-setup", 0)
+    os.write(fd, setup.encode())
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.set_inheritable(fd, True)
+    os.execve(sys.executable, setup.commandLine(sys.executable), {**os.environ, SETUP_FD_VARIABLE: str(fd)})
 
 
 def _prepareWorkers() -> None:
@@ -208,29 +227,43 @@ def _prepareWorkers() -> None:
     gc.freeze()
 
 
-def main(argv: list[str]) -> NoReturn:
+def setupFromMaster() -> TemplateSetup:
     """
-    Be the template: C{argv[1]} holds the configuration, the generation and
-    the number of listening sockets, as JSON.
+    The setup the master sent on standard input, or the one a template that
+    started over left behind.
     """
-    arguments = json.loads(argv[1])
-    config = ServerConfig.fromJSON(arguments["config"])
+    inherited = os.environ.pop(SETUP_FD_VARIABLE, None)
+    fd = 0 if inherited is None else int(inherited)
+    try:
+        return TemplateSetup.read(fd)
+    except ValueError as e:
+        sys.exit(f"prefork.child.template: no configuration from the master ({e}); only the master starts templates")
+    finally:
+        if fd:
+            os.close(fd)
+
+
+def main(setup: TemplateSetup) -> NoReturn:
+    """
+    Be the template of C{setup.generation}.
+    """
+    config = setup.config
     # The master decides what a terminal's Ctrl-C or hang-up means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # USR1 asks workers to reopen their logs; until a new worker's reactor
     # handles it, it must not kill the worker (nor this process).
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    setTitle(templateTitle(config.app, arguments["generation"]))
+    setTitle(templateTitle(config.app, setup.generation))
     # Until a worker is ready to be woken, waking it must not kill it.
     signal.signal(ACTIVATE_SIGNAL, signal.SIG_IGN)
-    listeners = _listeners(arguments["sockets"])
-    application = _preload(config, arguments) if config.preload else None
+    listeners = _listeners(setup.sockets)
+    application = _preload(setup) if config.preload else None
     _prepareWorkers()
-    Template(config, arguments["generation"], application, listeners).run()
+    Template(config, setup.generation, application, listeners).run()
 
 
-def runForked(argument: str) -> NoReturn:
+def runForked(setup: TemplateSetup) -> NoReturn:
     """
     Be the template in a child forked from the master (see
     L{prefork.master.forkedtemplate}), and leave by C{_exit}: the master's exit
@@ -238,7 +271,7 @@ def runForked(argument: str) -> NoReturn:
     """
     status: int | str | None = 1
     try:
-        main([__file__, argument])
+        main(setup)
     except SystemExit as e:
         status = e.code
     except BaseException:
@@ -253,4 +286,4 @@ def runForked(argument: str) -> NoReturn:
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    main(setupFromMaster())

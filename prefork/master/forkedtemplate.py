@@ -29,6 +29,7 @@ from twisted.internet.protocol import ProcessProtocol
 
 from prefork.child import childlog
 from prefork import proctitle
+from prefork.messages import TemplateSetup
 from prefork.proctitle import AVAILABLE as TITLES
 
 #: What the child took over from the master and must never free: their
@@ -47,8 +48,15 @@ def canFork(reactor: Any) -> bool:
 class ForkedTemplate(Process):
     """
     A child process that, after Twisted has set up its descriptors, becomes
-    the template in place of C{exec}ing a new Python.
+    the template in place of C{exec}ing a new Python.  Its configuration is
+    in its memory already: nothing comes on its command pipe before the
+    master's first command.
     """
+
+    def __init__(self, setup: TemplateSetup, *args: Any, **kwargs: Any) -> None:
+        # Set before Process forks, which it does as it is made.
+        self.setup = setup
+        super().__init__(*args, **kwargs)
 
     def _trySpawnInsteadOfFork(self, *args: Any, **kwargs: Any) -> bool:
         # posix_spawn() would exec.
@@ -60,21 +68,27 @@ class ForkedTemplate(Process):
         _forgetMaster(environment, args)
         from prefork.child import template
 
-        template.runForked(args[-1])
+        template.runForked(self.setup)
 
 
 def forkTemplate(
-    reactor: Any, protocol: ProcessProtocol, args: list[str], environment: dict[str, str], childFDs: dict[int, int | str]
+    reactor: Any,
+    protocol: ProcessProtocol,
+    args: list[str],
+    environment: dict[str, str],
+    childFDs: dict[int, int | str],
+    setup: TemplateSetup,
 ) -> ForkedTemplate:
     """
-    Fork the master into a template that runs as C{python args[1:]} would,
-    with the given environment and descriptors.
+    Fork the master into a template that runs as C{python args[1:]} would
+    with C{setup} on its command pipe, with the given environment and
+    descriptors.
     """
     # What the master has buffered would be written twice.
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         if stream is not None:
             stream.flush()
-    return ForkedTemplate(reactor, args[0], args, environment, os.getcwd(), protocol, childFDs=childFDs)
+    return ForkedTemplate(setup, reactor, args[0], args, environment, os.getcwd(), protocol, childFDs=childFDs)
 
 
 def _textStream(fd: int) -> TextIO:

@@ -4,34 +4,31 @@ same import of the application.  A reload starts a new generation beside the
 old one.
 
 L{Generation} is the master's view of it: it starts the template, sends it
-commands, parses what the template and the workers report, and keeps the
-table of workers.  What to do about those reports is the master's decision.
+commands, keeps the table of workers up to date from what the template and
+the workers report, and tells its L{IGenerationObserver} what happened.  What
+to do about it is the observer's decision.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
-import time
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from prefork.config import ServerConfig
 from prefork.master.forkedtemplate import forkTemplate
-from prefork.messages import ACTIVATE_SIGNAL, FIRST_LISTEN_FD, STATUS_FD, Command, Message, WorkerReport
+from prefork.master.interfaces import IGenerationObserver, IGenerationState
 from prefork.master.sockets import ListeningSocket
-
-if TYPE_CHECKING:
-    from prefork.master.supervisor import Master
+from prefork.master.workers import WorkerRecord, WorkerState
+from prefork.messages import ACTIVATE_SIGNAL, FIRST_LISTEN_FD, STATUS_FD, Command, Event, Message, TemplateSetup
 
 #: Environment variables that hand sockets to this server (and systemd's
 #: notification socket, which speaks for the master alone); they are not for
@@ -41,42 +38,7 @@ SOCKET_ENVIRONMENT = (
 )
 
 
-class WorkerState(Enum):
-    BOOTING = "booting"
-    SERVING = "serving"
-    DRAINING = "draining"
-
-
-@dataclass
-class WorkerRecord:
-    """
-    What the master knows of one worker.
-    """
-
-    pid: int
-    spare: bool = False
-    state: WorkerState = WorkerState.BOOTING
-    limit: int = 0
-    served: int = 0
-    born: float = field(default_factory=time.monotonic)
-    lastHeard: float = field(default_factory=time.monotonic)
-    reason: str = ""
-    #: Close to its request limit: a spare is kept ready to succeed it.
-    nearing: bool = False
-    report: WorkerReport = field(default_factory=WorkerReport)
-
-    @property
-    def accepting(self) -> bool:
-        return self.state is WorkerState.SERVING and not self.spare
-
-    @property
-    def counted(self) -> bool:
-        """
-        Whether it counts toward the generation's size (or its spares).
-        """
-        return self.state is not WorkerState.DRAINING
-
-
+@implementer(IGenerationState)
 class Generation(ProcessProtocol):
     """
     The template process of one generation and its workers.
@@ -86,63 +48,66 @@ class Generation(ProcessProtocol):
     @ivar pendingSpawns: Workers asked for and not yet reported born.
     @ivar pendingSpares: Spare workers asked for and not yet reported born.
     @ivar everServed: Whether any worker of this generation became ready.
-    @ivar announced: Whether the generation has had all its workers ready.
     """
 
     _log = Logger()
 
-    def __init__(self, master: Master, number: int) -> None:
-        self.master = master
+    def __init__(self, number: int, observer: IGenerationObserver, reactor: Any) -> None:
         self.number = number
+        self.observer = observer
+        self.reactor = reactor
         self.workers: dict[int, WorkerRecord] = {}
         self.pendingSpawns = 0
         self.pendingSpares = 0
         self.everServed = False
-        self.announced = False
         self.stopping = False
         self.ended: Deferred[None] = Deferred()
         self._buffers: dict[int, bytes] = {}
 
-    def start(self, reactor: Any, config: ServerConfig, sockets: list[ListeningSocket], fork: bool = False) -> None:
+    def start(self, config: ServerConfig, sockets: list[ListeningSocket], fork: bool = False) -> None:
         """
-        Start the template process, handing it the listening sockets.
+        Start the template process, handing it the listening sockets, and
+        its configuration as its first command.
 
         @param fork: Fork the master instead of starting a new Python (see
-            L{prefork.master.forkedtemplate}).
+            L{prefork.master.forkedtemplate}); the fork has the configuration
+            already.
         """
-        argument = json.dumps({"config": config.toJSON(), "sockets": len(sockets), "generation": self.number})
-        args = [sys.executable, "-m", "prefork.child.template", argument]
+        setup = TemplateSetup(self.number, len(sockets), config)
+        args = setup.commandLine(sys.executable)
         childFDs: dict[int, int | str] = {0: "w", 1: 1, 2: "r", STATUS_FD: "r"}
         for i, listening in enumerate(sockets):
             childFDs[FIRST_LISTEN_FD + i] = listening.fileno()
         environment = {k: v for k, v in os.environ.items() if k not in SOCKET_ENVIRONMENT and not k.startswith("EINHORN_FD_")}
         if fork:
-            forkTemplate(reactor, self, args, environment, childFDs)
+            forkTemplate(self.reactor, self, args, environment, childFDs, setup)
         else:
-            reactor.spawnProcess(self, sys.executable, args, env=environment, path=os.getcwd(), childFDs=childFDs)
+            self.reactor.spawnProcess(self, sys.executable, args, env=environment, path=os.getcwd(), childFDs=childFDs)
+            self._send(setup.encode())
 
     @property
     def pid(self) -> int | None:
         return self.transport.pid if self.transport is not None else None
 
-    @property
-    def templateRunning(self) -> bool:
-        return self.transport is not None and self.transport.pid is not None
-
     def command(self, command: Command, *args: str) -> bool:
         """
         Send the template a command; whether it could be sent.
         """
-        if not self.templateRunning:
+        return self._send(" ".join([command.value, *args]).encode("ascii") + b"\n")
+
+    def _send(self, line: bytes) -> bool:
+        transport = self.transport
+        if transport is None or transport.pid is None:
             return False
-        line = " ".join([command.value, *args])
         try:
-            self.transport.writeToChild(0, line.encode("ascii") + b"\n")
+            transport.writeToChild(0, line)
         except KeyError:
             # Its standard input has closed: the template is exiting, and
             # its exit is yet to be reported.
             return False
         return True
+
+    # Actions the master asks for.
 
     def spawn(self, spare: bool = False) -> None:
         """
@@ -161,9 +126,24 @@ class Generation(ProcessProtocol):
         Make a spare count as a worker; it starts accepting as soon as it
         has booted.
         """
-        record.spare = False
+        record.activate()
         if record.state is WorkerState.SERVING:
             self.signal(record.pid, ACTIVATE_SIGNAL)
+
+    def drain(self, record: WorkerRecord, reason: str) -> None:
+        """
+        Have one worker finish what it has and exit.
+        """
+        record.draining(reason)
+        self.signal(record.pid, signal.SIGTERM)
+
+    def abort(self, record: WorkerRecord) -> None:
+        """
+        Abort a worker that has been silent too long, so that it prints
+        where it was stuck.
+        """
+        record.abort()
+        self.signal(record.pid, signal.SIGABRT)
 
     def stop(self, signum: int = signal.SIGTERM) -> None:
         """
@@ -193,6 +173,8 @@ class Generation(ProcessProtocol):
         if self.pid is not None:
             self.signal(self.pid, signal.SIGKILL)
 
+    # Counting the workers.
+
     def active(self) -> int:
         """
         How many workers count toward the generation's size: those booting
@@ -213,6 +195,20 @@ class Generation(ProcessProtocol):
     def serving(self) -> int:
         return sum(1 for w in self.workers.values() if w.accepting)
 
+    def silent(self, timeout: float) -> list[WorkerRecord]:
+        """
+        The booted workers not heard from for C{timeout} seconds and not
+        aborted yet.
+        """
+        now = self.reactor.seconds()
+        return [
+            w for w in self.workers.values()
+            if w.state is not WorkerState.BOOTING and not w.timedOut and w.silentFor(now) >= timeout
+        ]
+
+    def workersByAge(self) -> list[WorkerRecord]:
+        return sorted(self.workers.values(), key=lambda record: record.born)
+
     def record(self, pid: int, spare: bool = False) -> WorkerRecord:
         """
         The record of worker C{pid}, made on the first word from or about it
@@ -220,12 +216,48 @@ class Generation(ProcessProtocol):
         """
         record = self.workers.get(pid)
         if record is None:
-            record = self.workers[pid] = WorkerRecord(pid, spare=spare)
+            now = self.reactor.seconds()
+            record = self.workers[pid] = WorkerRecord(pid, spare=spare, born=now, lastHeard=now)
             if spare:
                 self.pendingSpares = max(0, self.pendingSpares - 1)
             else:
                 self.pendingSpawns = max(0, self.pendingSpawns - 1)
         return record
+
+    # Reports in.
+
+    def messageReceived(self, message: Message) -> None:
+        """
+        Bring the table of workers up to date with one status line, and
+        tell the observer what it means.
+        """
+        if message.event is Event.FATAL and message.pid == self.pid:
+            self.observer.templateFailed(self, message.args[0])
+            return
+        record = self.record(message.pid, spare="spare" in message.args)
+        record.heard(self.reactor.seconds())
+        if message.event is Event.READY:
+            record.ready(int(message.args[0]))
+            self.everServed = True
+            if "spare" in message.args and not record.spare and record.state is WorkerState.SERVING:
+                # Activated while it booted: it can be woken now.
+                self.signal(record.pid, ACTIVATE_SIGNAL)
+            self.observer.workerReady(self, record)
+        elif message.event is Event.NEARING:
+            record.nearLimit()
+            self.observer.workerNearing(self, record)
+        elif message.event is Event.BEAT:
+            record.beat(message.report())
+        elif message.event is Event.DRAINING:
+            record.draining(message.args[1], served=int(message.args[0]))
+            self.observer.workerDraining(self, record)
+        elif message.event is Event.EXITED:
+            del self.workers[message.pid]
+            status = int(message.args[0])
+            record.exited(status)
+            self.observer.workerExited(self, record, status)
+        elif message.event is Event.FATAL:
+            self.observer.workerFailed(self, message.pid, message.args[0])
 
     # ProcessProtocol
 
@@ -243,15 +275,15 @@ class Generation(ProcessProtocol):
         except (ValueError, IndexError):
             self._log.warn("Garbled status line from generation {number}: {line!r}", number=self.number, line=line)
             return
-        self.master.workerEvent(self, message)
+        self.messageReceived(message)
 
     def processExited(self, reason: Failure) -> None:
-        self.master.templateExited(self, None if reason.check(ProcessDone) else reason.value)
+        self.observer.templateExited(self, None if reason.check(ProcessDone) else reason.value)
 
     def processEnded(self, reason: Failure) -> None:
         # The template and every worker (which share its pipes) are gone.
         for fd, rest in self._buffers.items():
             if rest:
                 self.childDataReceived(fd, b"\n")
-        self.master.generationEnded(self)
+        self.observer.generationEnded(self)
         self.ended.callback(None)

@@ -16,8 +16,9 @@ import time
 from collections.abc import Mapping
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from prefork.master.generation import Generation
+from prefork.master.interfaces import IGenerationState, ILifecycleObserver
 
 
 class SystemdNotifier:
@@ -66,6 +67,7 @@ def monotonicMicroseconds() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
 
 
+@implementer(ILifecycleObserver)
 class NotifyingObserver:
     """
     A lifecycle observer of the master that keeps systemd informed, so that
@@ -81,7 +83,7 @@ class NotifyingObserver:
         self.startPid = os.getpid() if startPid is None else startPid
         self._told = False
 
-    def serving(self, generation: Generation) -> None:
+    def serving(self, generation: IGenerationState) -> None:
         state: dict[str, str | int] = {"READY": 1}
         if not self._told and os.getpid() != self.startPid:
             state["MAINPID"] = os.getpid()

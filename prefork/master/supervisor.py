@@ -3,7 +3,8 @@ The master: the twistd service that owns the listening sockets and
 supervises the generations of workers.
 
 Read it top to bottom as a supervisor loop: signals in, reports from the
-generations in, decisions, actions.  The master never accepts a connection
+generations in (the master is their L{IGenerationObserver}), the watchdog's
+clock in, decisions, actions.  The master never accepts a connection
 and never imports the application; it keeps each generation at its size,
 replaces workers as they retire or die, and starts and retires generations.
 """
@@ -15,7 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
@@ -23,14 +24,15 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.logfile import BaseLogFile
+from zope.interface import implementer
 
 from prefork.config import ServerConfig
 from prefork.master.forkedtemplate import canFork
-from prefork.master.generation import Generation, WorkerRecord, WorkerState
-from prefork.messages import EXIT_DONE, Event, Message
+from prefork.master.generation import Generation
+from prefork.master.interfaces import IGenerationObserver, ILifecycleObserver, IServerState
 from prefork.master.sockets import ListeningSocket
 from prefork.master.twistdlog import findLogFile
-from prefork.status.collector import Tally, exitFields
+from prefork.master.workers import Tally, WorkerRecord, WorkerState, describeExit, exitedAsAsked, exitFields
 
 #: A worker dying before any worker of its generation served is a boot
 #: failure; after this many in a row the generation is given up.
@@ -53,35 +55,7 @@ def backoff(failures: int) -> float:
     return min(MAX_BACKOFF, 0.5 * 2 ** (failures - 2))
 
 
-def describeExit(status: int) -> str:
-    if status < 0:
-        return "was lost with its template"
-    if os.WIFSIGNALED(status):
-        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exited with status {os.WEXITSTATUS(status)}"
-
-
-class LifecycleObserver(Protocol):
-    """
-    Told of the server's lifecycle as a whole, e.g. to tell a supervisor.
-    """
-
-    def serving(self, generation: Generation) -> None:
-        """
-        All the workers of C{generation} accept connections.
-        """
-
-    def reloading(self) -> None:
-        """
-        A new generation is starting beside the serving one.
-        """
-
-    def stopping(self) -> None:
-        """
-        The server has begun to stop.
-        """
-
-
+@implementer(IGenerationObserver, IServerState)
 class Master(Service):
     """
     Supervises the generations of workers serving on C{sockets}.
@@ -108,13 +82,18 @@ class Master(Service):
         self._respawns: dict[Generation, IDelayedCall] = {}
         self._killTimer: IDelayedCall | None = None
         self._failures: dict[Generation, int] = {}
-        self.observers: list[LifecycleObserver] = []
+        self._announced: set[Generation] = set()
+        self.observers: list[ILifecycleObserver] = []
         #: Signals a supervisor gives a meaning of its own (einhorn's USR2).
         self.extraSignals: dict[int, Callable[[], None]] = {}
         self._watchdog = LoopingCall(self._checkHeartbeats)
         self._watchdog.clock = self.reactor
         self.tally = Tally()
         self._twistdLog: BaseLogFile | None = None
+
+    @property
+    def app(self) -> str:
+        return self.config.app
 
     # Starting and stopping.
 
@@ -243,48 +222,51 @@ class Master(Service):
             surplus = generation.active() - self.workerCount
             candidates = [w for w in generation.workers.values() if w.counted and not w.spare]
             for record in candidates[:max(0, surplus)]:
-                record.state = WorkerState.DRAINING
-                record.reason = "scaled down"
-                generation.signal(record.pid, signal.SIGTERM)
+                generation.drain(record, "scaled down")
 
-    # Reports from the generations in.
+    # Reports from the generations in (IGenerationObserver).
 
-    def workerEvent(self, generation: Generation, message: Message) -> None:
-        if message.event is Event.FATAL and message.pid == generation.pid:
-            self._generationFailed(generation, message.args[0])
-            return
-        record = generation.record(message.pid, spare="spare" in message.args)
-        record.lastHeard = self.reactor.seconds()
-        if message.event is Event.READY:
-            record.state = WorkerState.SERVING
-            record.limit = int(message.args[0])
-            self._log.info(
-                "Worker {pid} of generation {generation} ready, limit {limit} requests",
-                pid=record.pid, generation=generation.number, limit=record.limit,
-            )
-            if "spare" in message.args and not record.spare:
-                # Activated while it booted.
-                generation.activate(record)
-            self._workerReady(generation, record)
-        elif message.event is Event.NEARING:
-            record.nearing = True
-            self._reconcile(generation)
-        elif message.event is Event.BEAT:
-            record.report = message.report()
-            record.served = record.report.served
-        elif message.event is Event.DRAINING:
-            record.state = WorkerState.DRAINING
-            record.served, record.reason = int(message.args[0]), message.args[1]
+    def workerReady(self, generation: Generation, record: WorkerRecord) -> None:
+        self._log.info(
+            "Worker {pid} of generation {generation} ready, limit {limit} requests",
+            pid=record.pid, generation=generation.number, limit=record.limit,
+        )
+        if generation.serving() == self.workerCount and generation not in self._announced:
+            self._announce(generation)
+
+    def workerNearing(self, generation: Generation, record: WorkerRecord) -> None:
+        self._reconcile(generation)
+
+    def workerDraining(self, generation: Generation, record: WorkerRecord) -> None:
+        self._healthy(generation)
+        self._reconcile(generation)
+
+    def workerExited(self, generation: Generation, record: WorkerRecord, status: int) -> None:
+        self.tally.workerExited(generation, record, status, self.stopping)
+        if exitedAsAsked(status):
             self._healthy(generation)
-            self._reconcile(generation)
-        elif message.event is Event.EXITED:
-            del generation.workers[message.pid]
-            self._workerExited(generation, record, int(message.args[0]))
-        elif message.event is Event.FATAL:
-            if generation.everServed:
-                self._log.error("Worker {pid} cannot serve: {reason}", pid=message.pid, reason=message.args[0])
-            else:
-                self._generationFailed(generation, message.args[0])
+            self._log.info(
+                "Worker {pid} exited after {served} requests ({reason})",
+                pid=record.pid, generation=generation.number, served=record.served, reason=record.reason or "stopped",
+            )
+        elif not (generation.stopping or self.stopping):
+            self._log.warn(
+                "Worker {pid} {how} after {served} requests{why}",
+                pid=record.pid, generation=generation.number, how=describeExit(status), served=record.served,
+                why=f" ({record.reason})" if record.reason else "", **exitFields(status),
+            )
+            if self._crashed(generation, status):
+                return
+        self._reconcile(generation)
+
+    def workerFailed(self, generation: Generation, pid: int, reason: str) -> None:
+        if generation.everServed:
+            self._log.error("Worker {pid} cannot serve: {reason}", pid=pid, reason=reason)
+        else:
+            self._generationFailed(generation, reason)
+
+    def templateFailed(self, generation: Generation, reason: str) -> None:
+        self._generationFailed(generation, reason)
 
     def templateExited(self, generation: Generation, error: BaseException | None) -> None:
         if generation.stopping or self.stopping:
@@ -301,46 +283,53 @@ class Master(Service):
         self.generations.remove(generation)
         self._healthy(generation)
         self._failures.pop(generation, None)
+        self._announced.discard(generation)
         self._log.info("Generation {number} has ended", number=generation.number)
+
+    # The clock in: the watchdog.
+
+    def _checkHeartbeats(self) -> None:
+        """
+        Abort workers whose reactor has not been heard from for
+        C{config.timeout} seconds (a deadlock, or C code holding the GIL), so
+        that they print where they were stuck, and kill them soon after.
+        """
+        now = self.reactor.seconds()
+        for generation in self.generations:
+            for record in generation.silent(self.config.timeout):
+                self._log.error(
+                    "Worker {pid} sent no heartbeat for {silent:.0f} s: aborting it",
+                    pid=record.pid, silent=record.silentFor(now),
+                )
+                generation.abort(record)
+                self.reactor.callLater(KILL_AFTER_ABORT, generation.signal, record.pid, signal.SIGKILL)
 
     # Decisions.
 
-    def _workerReady(self, generation: Generation, record: WorkerRecord) -> None:
-        generation.everServed = True
-        if generation.serving() == self.workerCount and not generation.announced:
-            generation.announced = True
-            self._log.info(
-                "Generation {number} serving with {count} workers",
-                number=generation.number,
-                count=self.workerCount,
-            )
-            for older in self._running():
-                if older.number < generation.number:
-                    self._log.info("Draining generation {number}", number=older.number)
-                    older.stop()
-            for observer in self.observers:
-                observer.serving(generation)
+    def _announce(self, generation: Generation) -> None:
+        """
+        All the workers of C{generation} serve: the generations before it
+        drain, and the observers hear that the server serves.
+        """
+        self._announced.add(generation)
+        self._log.info("Generation {number} serving with {count} workers", number=generation.number, count=self.workerCount)
+        for older in self._running():
+            if older.number < generation.number:
+                self._log.info("Draining generation {number}", number=older.number)
+                older.stop()
+        for observer in self.observers:
+            observer.serving(generation)
 
-    def _workerExited(self, generation: Generation, record: WorkerRecord, status: int) -> None:
-        self.tally.workerExited(generation, record, status, self.stopping)
-        clean = status >= 0 and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_DONE
-        if clean:
-            self._healthy(generation)
-            self._log.info(
-                "Worker {pid} exited after {served} requests ({reason})",
-                pid=record.pid, generation=generation.number, served=record.served, reason=record.reason or "stopped",
-            )
-        elif not (generation.stopping or self.stopping):
-            failures = self._failures[generation] = self._failures.get(generation, 0) + 1
-            self._log.warn(
-                "Worker {pid} {how} after {served} requests{why}",
-                pid=record.pid, generation=generation.number, how=describeExit(status), served=record.served,
-                why=f" ({record.reason})" if record.reason else "", **exitFields(status),
-            )
-            if not generation.everServed and failures >= MAX_BOOT_FAILURES:
-                self._generationFailed(generation, f"workers of generation {generation.number} die at start-up ({describeExit(status)})")
-                return
-        self._reconcile(generation)
+    def _crashed(self, generation: Generation, status: int) -> bool:
+        """
+        Count a worker of C{generation} that died; whether that was one boot
+        failure too many and the generation is given up.
+        """
+        failures = self._failures[generation] = self._failures.get(generation, 0) + 1
+        if generation.everServed or failures < MAX_BOOT_FAILURES:
+            return False
+        self._generationFailed(generation, f"workers of generation {generation.number} die at start-up ({describeExit(status)})")
+        return True
 
     def _healthy(self, generation: Generation) -> None:
         """
@@ -373,11 +362,11 @@ class Master(Service):
 
     def startGeneration(self) -> Generation:
         self._generationNumber += 1
-        generation = Generation(self, self._generationNumber)
+        generation = Generation(self._generationNumber, self, self.reactor)
         self._log.info("Generation {number} starting", number=generation.number)
         self.generations.append(generation)
         # Only the first: a reload must load new code.
-        generation.start(self.reactor, self.config, self.sockets, fork=generation.number == 1 and canFork(self.reactor))
+        generation.start(self.config, self.sockets, fork=generation.number == 1 and canFork(self.reactor))
         self._reconcile(generation)
         return generation
 
@@ -423,28 +412,6 @@ class Master(Service):
         if not (self.stopping or generation.stopping) and generation.active() < self.workerCount:
             generation.spawn()
         self._reconcile(generation)
-
-    # The watchdog.
-
-    def _checkHeartbeats(self) -> None:
-        """
-        Abort workers whose reactor has not been heard from for
-        C{config.timeout} seconds (a deadlock, or C code holding the GIL), so
-        that they print where they were stuck, and kill them soon after.
-        """
-        now = self.reactor.seconds()
-        for generation in self.generations:
-            for record in list(generation.workers.values()):
-                silent = now - record.lastHeard
-                if record.state is WorkerState.BOOTING or silent < self.config.timeout or record.reason == "timeout":
-                    continue
-                self._log.error(
-                    "Worker {pid} sent no heartbeat for {silent:.0f} s: aborting it",
-                    pid=record.pid, silent=silent,
-                )
-                record.reason = "timeout"
-                generation.signal(record.pid, signal.SIGABRT)
-                self.reactor.callLater(KILL_AFTER_ABORT, generation.signal, record.pid, signal.SIGKILL)
 
 
 def _exitWith(code: int) -> None:

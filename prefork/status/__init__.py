@@ -1,5 +1,5 @@
 """
-The status the master serves with C{--status}: the collector that keeps
-every worker's last report, the HTML page, its JSON and the Prometheus
-metrics.
+The status the master serves with C{--status}: the collector that reads
+the master's view of every worker, the HTML page, its JSON and the
+Prometheus metrics.
 """

@@ -4,84 +4,30 @@ the workers that are gone.
 
 The master learns the first from the workers' heartbeats (see
 L{prefork.child.heartbeat}) and keeps it in its generations' worker tables; it
-counts the second in a L{Tally} as each worker exits.  A L{StatusCollector}
-turns both into a L{ServerStatus} snapshot, which the status page, its JSON
-and the Prometheus metrics all render.
+counts the second in a L{Tally<prefork.master.workers.Tally>} as each worker
+exits.  A L{StatusCollector} reads both through the master's read-only
+L{IServerState} and turns them into a L{ServerStatus} snapshot, which the
+status page, its JSON and the Prometheus metrics all render.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
-from prefork.master.generation import Generation, WorkerRecord, WorkerState
-from prefork.messages import EXIT_DONE
+from prefork.master.interfaces import IGenerationState, IServerState
+from prefork.master.workers import WorkerState, WorkerView
 
-if TYPE_CHECKING:
-    from prefork.master.supervisor import Master
-
-#: Why workers are replaced, in the order the status page shows them.
-RESTART_REASONS = ("limit", "reload", "crash", "timeout", "memory")
 #: The states a worker is shown in.
 WORKER_STATES = ("booting", "spare", "idle", "busy", "draining")
 #: The window over which the request rate is averaged, in seconds.
 RATE_WINDOW = 10
-
-
-def restartReason(generation: Generation, record: WorkerRecord, status: int, serverStopping: bool) -> str | None:
-    """
-    Why the worker of C{record}, which exited with C{status}, is replaced;
-    L{None} when it is not (the server stops, or has fewer workers now).
-    """
-    if record.reason == "timeout":
-        return "timeout"
-    if serverStopping:
-        return None
-    if not (status >= 0 and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_DONE):
-        return "crash"
-    if record.reason in ("limit", "memory"):
-        return record.reason
-    if generation.stopping:
-        return "reload"
-    return None
-
-
-def exitFields(status: int) -> dict[str, Any]:
-    """
-    A worker's wait C{status} as log fields: its exit status, or the name
-    of the signal that killed it.
-    """
-    if status < 0:
-        return {"exitStatus": None, "signal": None}
-    if os.WIFSIGNALED(status):
-        return {"exitStatus": None, "signal": signal.Signals(os.WTERMSIG(status)).name}
-    return {"exitStatus": os.WEXITSTATUS(status), "signal": None}
-
-
-@dataclass
-class Tally:
-    """
-    What the master counts of the workers that have exited.
-
-    @ivar served: Requests served by them.
-    @ivar restarts: How many were replaced, by reason.
-    """
-
-    served: int = 0
-    restarts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESTART_REASONS, 0))
-
-    def workerExited(self, generation: Generation, record: WorkerRecord, status: int, serverStopping: bool) -> None:
-        self.served += record.served
-        reason = restartReason(generation, record, status, serverStopping)
-        if reason is not None:
-            self.restarts[reason] = self.restarts.get(reason, 0) + 1
 
 
 @dataclass(frozen=True)
@@ -151,7 +97,7 @@ def _workerJSON(worker: WorkerStatus) -> dict[str, Any]:
     return {names.get(key, key): value for key, value in values.items()}
 
 
-def workerState(record: WorkerRecord) -> str:
+def workerState(record: WorkerView) -> str:
     if record.state is WorkerState.SERVING:
         if record.spare:
             return "spare"
@@ -159,33 +105,34 @@ def workerState(record: WorkerRecord) -> str:
     return record.state.value
 
 
-def currentGeneration(master: Master) -> int:
+def currentGeneration(state: IServerState) -> int:
     """
     The number of the newest generation that is not stopping (0 if none).
     """
-    numbers = [g.number for g in master.generations if not g.stopping] or [g.number for g in master.generations]
+    generations: list[IGenerationState] = state.generations
+    numbers = [g.number for g in generations if not g.stopping] or [g.number for g in generations]
     return max(numbers, default=0)
 
 
 class StatusCollector(Service):
     """
-    Builds L{ServerStatus} snapshots of C{master}, sampling its request
-    count once a second for the request rate.
+    Builds L{ServerStatus} snapshots of the server's C{state}, sampling its
+    request count once a second for the request rate.
     """
 
-    def __init__(self, master: Master, clock: Any = None) -> None:
+    def __init__(self, state: IServerState, clock: Any = None) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
-        self.master = master
+        self.state = state
         self.clock = clock
-        self.started = time.monotonic()
+        self.started = clock.seconds()
         self._samples: deque[tuple[float, int]] = deque(maxlen=RATE_WINDOW + 1)
         self._sampling = LoopingCall(self.sample)
         self._sampling.clock = clock
 
     def startService(self) -> None:
         super().startService()
-        self.started = time.monotonic()
+        self.started = self.clock.seconds()
         self._sampling.start(1.0)
 
     def stopService(self) -> None:
@@ -193,9 +140,15 @@ class StatusCollector(Service):
         if self._sampling.running:
             self._sampling.stop()
 
+    def _workers(self) -> Iterator[tuple[int, WorkerView]]:
+        for generation in self.state.generations:
+            for record in generation.workersByAge():
+                yield generation.number, record
+
     def requestsTotal(self) -> int:
-        live = sum(record.served for g in self.master.generations for record in g.workers.values())
-        return self.master.tally.served + live
+        live = sum(record.served for _, record in self._workers())
+        served: int = self.state.tally.served
+        return served + live
 
     def sample(self) -> None:
         self._samples.append((self.clock.seconds(), self.requestsTotal()))
@@ -207,12 +160,12 @@ class StatusCollector(Service):
         return (total - before) / (now - then) if now > then else 0.0
 
     def snapshot(self) -> ServerStatus:
-        now = time.monotonic()
+        now = self.clock.seconds()
         total = self.requestsTotal()
         workers = [
             WorkerStatus(
                 pid=record.pid,
-                generation=generation.number,
+                generation=number,
                 state=workerState(record),
                 served=record.served,
                 limit=record.limit,
@@ -222,17 +175,16 @@ class StatusCollector(Service):
                 lastPath=record.report.lastPath,
                 lastDuration=record.report.lastDuration,
             )
-            for generation in self.master.generations
-            for record in sorted(generation.workers.values(), key=lambda r: r.born)
+            for number, record in self._workers()
         ]
         return ServerStatus(
             pid=os.getpid(),
-            app=self.master.config.app,
+            app=self.state.app,
             uptime=now - self.started,
-            generation=currentGeneration(self.master),
-            workersWanted=self.master.workerCount,
+            generation=currentGeneration(self.state),
+            workersWanted=self.state.workerCount,
             requestsTotal=total,
-            requestsPerSecond=self.requestsPerSecond(self.clock.seconds(), total),
-            restarts=dict(self.master.tally.restarts),
+            requestsPerSecond=self.requestsPerSecond(now, total),
+            restarts=dict(self.state.tally.restarts),
             workers=workers,
         )

@@ -24,8 +24,9 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from prefork.master.workers import RESTART_REASONS
 from prefork.status import metrics
-from prefork.status.collector import RESTART_REASONS, WORKER_STATES, ServerStatus, StatusCollector, WorkerStatus
+from prefork.status.collector import WORKER_STATES, ServerStatus, StatusCollector, WorkerStatus
 
 #: How often the page reloads itself, in seconds.
 REFRESH = 2
