@@ -32,8 +32,7 @@ import threading
 import traceback
 from typing import Any, NoReturn
 
-from twisted.internet import tcp
-
+from prefork.twistedinternals import reserveSpareDescriptor
 from prefork.web.wsgi import WSGIApplication
 from prefork.config import ServerConfig
 from prefork.messages import (
@@ -202,7 +201,7 @@ def _prepareWorkers() -> None:
     """
     # Twisted's ports keep a spare descriptor open to recover from EMFILE;
     # opening it is half of a worker's boot time.  Forked, it is inherited.
-    tcp._reservedFD.reserve()
+    reserveSpareDescriptor()
     # What the workers inherit would otherwise have its pages copied the
     # first time a worker's garbage collector touches it.
     gc.freeze()
