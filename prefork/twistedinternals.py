@@ -19,7 +19,7 @@ traceback from a process that dies later.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -276,8 +276,9 @@ def detachSpareDescriptor() -> object:
     @return: What held the descriptor, which the caller must keep alive:
         freeing it would close whatever now has that number.
     """
-    held = tcp._reservedFD._fileDescriptor
-    tcp._reservedFD._fileDescriptor = None
+    reservation: Any = tcp._reservedFD
+    held = reservation._fileDescriptor
+    reservation._fileDescriptor = None
     return held
 
 

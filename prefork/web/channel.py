@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -52,6 +52,9 @@ class WorkerRequest(Request):
     """
 
     channel: WorkerChannel
+    #: The body: Twisted's buffer, or a ContinueInput for a request
+    #: dispatched early.
+    content: Any
     startedAt = 0.0
     ended = False
     #: The application got this request before its body.
@@ -247,9 +250,10 @@ class WorkerChannel(HookedHTTPChannel):
     def bodyFramingReceived(self, name: bytes, value: bytes) -> bool:
         try:
             if name == b"content-length":
-                length: int | None = parseContentLength(value)
+                size = parseContentLength(value)
+                length: int | None = size
                 decoder: IdentityDecoder | _Refusing = IdentityDecoder(
-                    length, self.requests[-1].handleContentChunk, self.bodyComplete
+                    size, self.requests[-1].handleContentChunk, self.bodyComplete
                 )
             else:
                 checkTransferCoding(self.requestLine[2], value)
