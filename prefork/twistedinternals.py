@@ -59,7 +59,8 @@ class PrivateName:
     @ivar owner: The module or class that has it.
     @ivar name: Its name there (name-mangled, if it is).
     @ivar use: What the project uses it for.
-    @ivar since: The Twisted release since which it has the shape used.
+    @ivar since: The Twisted release since which it has the shape used
+        (10.0.0 stands for that release or an older one).
     @ivar parameters: For a method or function, the names of the
         parameters the project passes or receives (C{self} and C{cls}
         left out); L{None} for an attribute.
@@ -77,9 +78,9 @@ class PrivateName:
 
     @property
     def qualifiedName(self) -> str:
-        return f"{self.owner.__module__}.{self.owner.__qualname__}.{self.name}" if isinstance(
-            self.owner, type
-        ) else f"{self.owner.__name__}.{self.name}"
+        if isinstance(self.owner, type):
+            return f"{self.owner.__module__}.{self.owner.__qualname__}.{self.name}"
+        return f"{self.owner.__name__}.{self.name}"
 
 
 def twistedVersion() -> str:
@@ -157,10 +158,8 @@ class HookedHTTPChannel(HTTPChannel):
         raise NotImplementedError
 
     def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
-        # Twisted passes the name canonicalised (Content-Length) since
-        # 24.10, in lower case before.
-        name = header.lower()
-        if name not in (b"content-length", b"transfer-encoding"):
+        name = _FRAMING_FIELDS.get(header)
+        if name is None:
             return True
         return self.bodyFramingReceived(name, data)
 
@@ -238,6 +237,16 @@ class HookedHTTPChannel(HTTPChannel):
         What has been received and not parsed yet (a partial line).
         """
         return bytes(getattr(self, "_buffer", b""))
+
+
+#: The fields that frame a body, as Twisted spells their names: Twisted
+#: passes them canonicalised (Content-Length) since 24.10, in lower case
+#: before.
+_FRAMING_FIELDS = {
+    spelling: name
+    for name in (b"content-length", b"transfer-encoding")
+    for spelling in (name, name.title())
+}
 
 
 # The worker's listening ports.

@@ -411,4 +411,5 @@ class _Refusing:
         try:
             self.decoder.dataReceived(data)
         except Rejection as e:
-            self.channel.reject(e.code, e.reason)
+            # A bare status, as Twisted's own refusal of a malformed body.
+            self.channel.reject(e.code)

@@ -2,10 +2,11 @@
 The rules of HTTP/1.1 (RFC 9110, RFC 9112) that Twisted's parser leaves to
 the server: which request-target forms a method may use, what a valid Host
 is, which transfer codings frame a body, how big a length may be, when a
-connection persists, and the short answer a rejected request gets.
+connection persists, the short answer a rejected request gets, and the
+decoders of a request body framed by its length or chunked.
 
-Everything here is a pure function of bytes, so that it can be tested on
-its own; L{prefork.web.site} applies it to live connections.
+Everything here works on bytes alone, so that it can be tested on its own;
+L{prefork.web.channel} applies it to live connections.
 """
 
 from __future__ import annotations
