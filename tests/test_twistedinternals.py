@@ -108,7 +108,7 @@ def liveOwner(private: PrivateName) -> object:
     """
     if private.owner is LogPublisher:
         return LogPublisher()
-    if private.owner is tcp._FileDescriptorReservation:
+    if private.name == "_fileDescriptor":
         return tcp._reservedFD
     channel, _ = connected()
     channel.dataReceived(b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n")
