@@ -87,8 +87,8 @@ import gc, os, resource, sys
 gc.disable()
 sys.path.insert(0, {str(BENCH)!r})
 import prefork.child.template, benchapp
-from twisted.internet import tcp
-tcp._reservedFD.reserve()
+from prefork.twistedinternals import reserveSpareDescriptor
+reserveSpareDescriptor()
 gc.freeze()
 def cpu():
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -19,6 +19,8 @@ from twisted.internet import error, tcp, unix
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 
+from prefork.twistedinternals import adoptListeningPort
+
 #: How many connections a worker accepts each time its listening socket is
 #: readable.  One gives the fairest spread; the cost, one more turn of the
 #: event loop per connection, does not show in bench/ (see README.rst).
@@ -59,12 +61,13 @@ def adoptFairPort(reactor: Any, fd: int, family: socket.AddressFamily, factory: 
     Like C{reactor.adoptStreamPort}: listen with C{factory} on a copy of the
     listening socket C{fd}, accepting few connections per wake-up.
     """
-    port: tcp.Port
+    portClass: type[tcp.Port]
     if family == socket.AF_UNIX:
-        port = FairUNIXPort._fromListeningDescriptor(reactor, fd, factory)
+        portClass = FairUNIXPort
     elif family in (socket.AF_INET, socket.AF_INET6):
-        port = FairTCPPort._fromListeningDescriptor(reactor, fd, family, factory)
+        portClass = FairTCPPort
     else:
         raise error.UnsupportedAddressFamily(family)
+    port = adoptListeningPort(portClass, reactor, fd, family, factory)
     port.startListening()
     return port

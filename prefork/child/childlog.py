@@ -10,6 +10,8 @@ from typing import Any
 
 from twisted.logger import ILogObserver, LogLevel, eventAsText, globalLogBeginner, globalLogPublisher
 
+from prefork.twistedinternals import observersOf
+
 #: The observer this process logs to, once it has one.
 _current: ILogObserver | None = None
 
@@ -67,8 +69,7 @@ def takeOverFromParent(who: str) -> list[ILogObserver]:
         L{prefork.master.forkedtemplate}).
     """
     global _current
-    # LogPublisher has no public way to list its observers.
-    inherited = list(globalLogPublisher._observers)
+    inherited = observersOf(globalLogPublisher)
     for observer in inherited:
         globalLogPublisher.removeObserver(observer)
     _current = StderrObserver(who)

@@ -33,8 +33,7 @@ import traceback
 from dataclasses import replace
 from typing import NoReturn
 
-from twisted.internet import tcp
-
+from prefork.twistedinternals import reserveSpareDescriptor
 from prefork.web.wsgi import WSGIApplication
 from prefork.config import ServerConfig
 from prefork.messages import (
@@ -221,7 +220,7 @@ def _prepareWorkers() -> None:
     """
     # Twisted's ports keep a spare descriptor open to recover from EMFILE;
     # opening it is half of a worker's boot time.  Forked, it is inherited.
-    tcp._reservedFD.reserve()
+    reserveSpareDescriptor()
     # What the workers inherit would otherwise have its pages copied the
     # first time a worker's garbage collector touches it.
     gc.freeze()

@@ -23,14 +23,13 @@ import sys
 import threading
 from typing import Any, NoReturn, TextIO
 
-from twisted.internet import tcp
-from twisted.internet.process import Process
 from twisted.internet.protocol import ProcessProtocol
 
 from prefork.child import childlog
 from prefork import proctitle
 from prefork.messages import TemplateSetup
 from prefork.proctitle import AVAILABLE as TITLES
+from prefork.twistedinternals import InPlaceProcess, detachSpareDescriptor
 
 #: What the child took over from the master and must never free: their
 #: descriptors were closed when the fork set up the child's descriptors, and
@@ -45,7 +44,7 @@ def canFork(reactor: Any) -> bool:
     return TITLES and not getattr(reactor, "running", True) and threading.active_count() == 1
 
 
-class ForkedTemplate(Process):
+class ForkedTemplate(InPlaceProcess):
     """
     A child process that, after Twisted has set up its descriptors, becomes
     the template in place of C{exec}ing a new Python.  Its configuration is
@@ -58,13 +57,7 @@ class ForkedTemplate(Process):
         self.setup = setup
         super().__init__(*args, **kwargs)
 
-    def _trySpawnInsteadOfFork(self, *args: Any, **kwargs: Any) -> bool:
-        # posix_spawn() would exec.
-        return False
-
-    def _execChild(
-        self, path: str | None, uid: int | None, gid: int | None, executable: str, args: list[str], environment: dict[str, str]
-    ) -> NoReturn:
+    def becomeChild(self, args: list[str], environment: dict[str, str]) -> NoReturn:
         _forgetMaster(environment, args)
         from prefork.child import template
 
@@ -116,8 +109,7 @@ def _forgetMaster(environment: dict[str, str], args: list[str]) -> None:
         del twisted.internet.reactor
     # Twisted keeps a descriptor in reserve against EMFILE; the master's is
     # closed, and workers must inherit an open one.
-    _detached.append(tcp._reservedFD._fileDescriptor)
-    tcp._reservedFD._fileDescriptor = None
+    _detached.append(detachSpareDescriptor())
     proctitle.prepare()
     os.environ.clear()
     os.environ.update(environment)

@@ -14,22 +14,18 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import (
-    NO_BODY_CODES,
-    REQUEST_ENTITY_TOO_LARGE,
-    REQUEST_URI_TOO_LONG,
-    HTTPChannel,
-    _IdentityTransferDecoder,
-)
+from twisted.web.http import NO_BODY_CODES, REQUEST_ENTITY_TOO_LARGE, REQUEST_URI_TOO_LONG, parse_qs
 from twisted.web.server import Request
 
+from prefork.twistedinternals import HookedHTTPChannel
 from prefork.web.bodyinput import ContinueInput
 from prefork.web.http import (
     ChunkedDecoder,
+    IdentityDecoder,
     Rejection,
     checkHost,
     checkTransferCoding,
@@ -56,18 +52,30 @@ class WorkerRequest(Request):
     """
 
     channel: WorkerChannel
+    #: The body: Twisted's buffer, or a ContinueInput for a request
+    #: dispatched early.
+    content: Any
     startedAt = 0.0
     ended = False
     #: The application got this request before its body.
     dispatchedEarly = False
+    #: Its connection was lost.
+    lost = False
     _handedOver = False
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         # Once only: a request dispatched early is not handed over again
         # when its body is complete.
-        if not self._handedOver:
-            self._handedOver = True
-            super().requestReceived(command, path, version)
+        if self._handedOver:
+            return
+        self._handedOver = True
+        # Twisted's, less the parsing of form bodies into args: a WSGI
+        # application reads its body itself.
+        self.content.seek(0, 0)
+        self.method, self.uri, self.clientproto = command, path, version
+        self.path, question, query = path.partition(b"?")
+        self.args = parse_qs(query, 1) if question else {}
+        self.process()
 
     def process(self) -> None:
         site: WorkerSite = self.channel.site
@@ -77,6 +85,7 @@ class WorkerRequest(Request):
         super().process()
 
     def connectionLost(self, reason: Failure) -> None:
+        self.lost = True
         site = self.channel.site if self.channel is not None else None
         super().connectionLost(reason)
         if site is not None and self.startedAt and not self.ended:
@@ -91,7 +100,7 @@ class WorkerRequest(Request):
         self.responseHeaders.setRawHeaders(b"connection", [b"close"])
 
     def write(self, data: bytes) -> None:
-        if not self.startedWriting and not self._disconnected:
+        if not self.startedWriting and not self.lost:
             if self.clientproto == b"HTTP/1.0" and self.channel.persistent:
                 self._keepAliveHTTP10()
             elif self.dispatchedEarly and not self.content.complete:
@@ -119,7 +128,7 @@ _BODY = "body"  # reading a body: the header timeout, from the last byte
 _BUSY = "busy"  # the application has the request: no timeout
 
 
-class WorkerChannel(HTTPChannel):
+class WorkerChannel(HookedHTTPChannel):
     """
     An HTTP connection its site keeps track of, which enforces the site's
     L{RequestLimits} and answers a request it rejects with a short error
@@ -186,7 +195,7 @@ class WorkerChannel(HTTPChannel):
         time with 408.
         """
         self.deadline = None
-        if self._phase is _IDLE or (not self.requests and not self._buffer):
+        if self._phase is _IDLE or (not self.requests and not self.bufferedBytes):
             self.loseConnection()
         else:
             self.reject(REQUEST_TIMEOUT, "request not received in time")
@@ -212,18 +221,16 @@ class WorkerChannel(HTTPChannel):
         self.transport.write(rejectionResponse(code, reason))
         self.loseConnection()
 
-    def _respondToBadRequestAndDisconnect(self) -> None:
+    def badRequest(self) -> None:
         # Twisted's own rejections, in the same form as ours; its count of
         # header fields is ours.
-        if self._receivedHeaderCount > self.maxHeaders:
+        if self.receivedHeaderCount > self.maxHeaders:
             self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields")
         else:
             self.reject(400)
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        # Twisted's name-mangled flag is the only record of whether this is
-        # a request line or a header line.
-        if self._HTTPChannel__first_line:  # type: ignore[attr-defined]
+        if self.readingRequestLine:
             self.reject(REQUEST_URI_TOO_LONG, "request line too long")
         else:
             self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "header field too long")
@@ -234,29 +241,31 @@ class WorkerChannel(HTTPChannel):
         if len(line) > self.limits.fieldSize:
             self.reject(REQUEST_HEADER_FIELDS_TOO_LARGE, "header field too long")
             return False
+        if len(line.translate(None, b"\0\r\n")) != len(line):
+            # RFC 9110 section 5.5; Twisted checks this itself from 25.x on.
+            self.reject(400)
+            return False
         return super().headerReceived(line)
 
-    def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
+    def bodyFramingReceived(self, name: bytes, value: bytes) -> bool:
         try:
-            if header == b"Content-Length":
-                length: int | None = parseContentLength(data)
-                decoder: object = _IdentityTransferDecoder(
-                    length, self.requests[-1].handleContentChunk, self._finishRequestBody
+            if name == b"content-length":
+                size = parseContentLength(value)
+                length: int | None = size
+                decoder: IdentityDecoder | _Refusing = IdentityDecoder(
+                    size, self.requests[-1].handleContentChunk, self.bodyComplete
                 )
-            elif header == b"Transfer-Encoding":
-                checkTransferCoding(self._version, data)
-                length = None
-                decoder = ChunkedDecoder(self._chunkReceiver(self.requests[-1]), self._finishRequestBody)
             else:
-                return True
-            if self._transferDecoder is not None:
+                checkTransferCoding(self.requestLine[2], value)
+                length = None
+                decoder = _Refusing(ChunkedDecoder(self._chunkReceiver(self.requests[-1]), self.bodyComplete), self)
+            if self.hasBodyDecoder:
                 raise Rejection(400, "more than one Content-Length or Transfer-Encoding")
         except Rejection as e:
             self.reject(e.code, e.reason)
             self.length = None
             return False
-        self.length = length
-        self._transferDecoder = decoder
+        self.useBodyDecoder(decoder, length)
         return True
 
     def _chunkReceiver(self, request: Request) -> Callable[[bytes], None]:
@@ -299,14 +308,15 @@ class WorkerChannel(HTTPChannel):
 
         @raise Rejection: The request cannot be served.
         """
-        if len(self._command) + len(self._path) + len(self._version) + 2 > self.limits.requestLine:
+        method, target, version = self.requestLine
+        if len(method) + len(target) + len(version) + 2 > self.limits.requestLine:
             raise Rejection(REQUEST_URI_TOO_LONG, "request line too long")
-        target, authority = parseTarget(self._command, self._path)
+        target, authority = parseTarget(method, target)
         headers = request.requestHeaders
-        checkHost(self._version, headers.getRawHeaders(b"host"))
+        checkHost(version, headers.getRawHeaders(b"host"))
         if authority is not None:
             # RFC 9112 section 3.2.2: the target's authority wins over Host.
-            self._path = target
+            self.setRequestTarget(target)
             headers.setRawHeaders(b"host", [authority])
         if self.length and self.limits.bodyTooLarge(self.length):
             raise Rejection(REQUEST_ENTITY_TOO_LARGE, "request body too large")
@@ -317,7 +327,7 @@ class WorkerChannel(HTTPChannel):
             request.responseHeaders.setRawHeaders(b"connection", [b"close"])
         return persistent
 
-    def _send100Continue(self) -> None:
+    def continueExpected(self) -> None:
         # Only a request with a body waits for the go-ahead; one refused on
         # its head (413, say) got its final answer instead.  With a thread
         # pool, the go-ahead waits for the application to read the body.
@@ -326,7 +336,7 @@ class WorkerChannel(HTTPChannel):
         if self.site.continueOnRead:
             self._expectsContinue = True
         else:
-            super()._send100Continue()
+            self.sendContinue()
 
     def _dispatchEarly(self, request: WorkerRequest) -> None:
         """
@@ -337,12 +347,12 @@ class WorkerChannel(HTTPChannel):
 
         def askForBody() -> None:
             # Even when the body is already in: the application asked.
-            if not request.startedWriting and not request._disconnected:
-                super(WorkerChannel, self)._send100Continue()
+            if not request.startedWriting and not request.lost:
+                self.sendContinue()
 
         request.content = ContinueInput(self.site.reactor, askForBody)
         request.dispatchedEarly = True
-        request.requestReceived(self._command, self._path, self._version)
+        request.requestReceived(*self.requestLine)
 
     def allContentReceived(self) -> None:
         if self._finished:
@@ -375,7 +385,7 @@ class WorkerChannel(HTTPChannel):
         keep-alive connection that can be closed without losing a request.
         A new connection is not idle: its client is about to send.
         """
-        if not self.answered or self.requests or getattr(self, "_buffer", b""):
+        if not self.answered or self.requests or self.bufferedBytes:
             return False
         try:
             # A request may already be waiting in the kernel: then it is
@@ -386,3 +396,20 @@ class WorkerChannel(HTTPChannel):
         except OSError:
             return True
         return pending == b""
+
+
+class _Refusing:
+    """
+    Feeds a body decoder, and answers the body it finds malformed.
+    """
+
+    def __init__(self, decoder: ChunkedDecoder, channel: WorkerChannel) -> None:
+        self.decoder = decoder
+        self.channel = channel
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            self.decoder.dataReceived(data)
+        except Rejection as e:
+            # A bare status, as Twisted's own refusal of a malformed body.
+            self.channel.reject(e.code)

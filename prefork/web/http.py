@@ -2,25 +2,19 @@
 The rules of HTTP/1.1 (RFC 9110, RFC 9112) that Twisted's parser leaves to
 the server: which request-target forms a method may use, what a valid Host
 is, which transfer codings frame a body, how big a length may be, when a
-connection persists, and the short answer a rejected request gets.
+connection persists, the short answer a rejected request gets, and the
+decoders of a request body framed by its length or chunked.
 
-Everything here is a pure function of bytes, so that it can be tested on
-its own; L{prefork.web.site} applies it to live connections.
+Everything here works on bytes alone, so that it can be tested on its own;
+L{prefork.web.channel} applies it to live connections.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from twisted.web._abnf import _ishexdigits
-from twisted.web.http import (
-    BAD_REQUEST,
-    RESPONSES,
-    _chunkExtChars,
-    _ChunkedTransferDecoder,
-    _MalformedChunkedDataError,
-)
+from twisted.web.http import BAD_REQUEST, RESPONSES
 
 #: The largest body or chunk size accepted: a length is a signed 64-bit
 #: number in every server and proxy a request may pass through.
@@ -173,34 +167,137 @@ def isPersistent(version: bytes, connection: Sequence[bytes] | None) -> bool:
     return b"keep-alive" in tokens and b"close" not in tokens
 
 
-class ChunkedDecoder(_ChunkedTransferDecoder):
+class IdentityDecoder:
     """
-    Twisted's chunked decoder, reading the chunk-size line as RFC 9112
-    section 7.1.1 writes it: whitespace is allowed before a chunk extension,
-    and a size too large for 63 bits is an error, not a promise of data.
+    A body of C{length} bytes: passes them to C{dataCallback}, then what
+    follows them to C{finishCallback}.
     """
 
-    def _dataReceived_CHUNK_LENGTH(self) -> bool:
+    def __init__(self, length: int, dataCallback: Callable[[bytes], None], finishCallback: Callable[[bytes], None]):
+        self.length = length
+        self.dataCallback = dataCallback
+        self.finishCallback = finishCallback
+
+    def dataReceived(self, data: bytes) -> None:
+        if len(data) < self.length:
+            self.length -= len(data)
+            self.dataCallback(data)
+            return
+        # Done before the callbacks run, in case one feeds this decoder.
+        length, self.length = self.length, 0
+        finishCallback = self.finishCallback
+        self.finishCallback = _finished
+        self.dataCallback(data[:length])
+        finishCallback(data[length:])
+
+
+class ChunkedDecoder:
+    """
+    A body in the chunked transfer coding (RFC 9112 section 7.1): passes the
+    chunks' data to C{dataCallback}, and what follows the last chunk and
+    the trailer section to C{finishCallback}.  Whitespace is allowed before
+    a chunk extension, and a size too large for 63 bits is an error, not a
+    promise of data.  The trailer fields are read and dropped.
+
+    @raise Rejection: From L{dataReceived}: the body is malformed (400).
+    """
+
+    def __init__(self, dataCallback: Callable[[bytes], None], finishCallback: Callable[[bytes], None]):
+        self.dataCallback = dataCallback
+        self.finishCallback = finishCallback
+        #: What remains of the current chunk's data.
+        self.length = 0
+        self._state = self._chunkSize
+        self._buffer = bytearray()
+        #: Where to resume looking for the end of a line.
+        self._start = 0
+        self._trailerSize = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self._buffer += data
+        while self._buffer and self._state():
+            pass
+
+    def _chunkSize(self) -> bool:
         end = self._buffer.find(b"\r\n", self._start)
         if end == -1:
             if len(self._buffer) > _MAX_CHUNK_LINE:
-                raise _MalformedChunkedDataError("chunk size line too long")
+                raise _malformed("chunk size line too long")
             self._start = max(len(self._buffer) - 1, 0)
             return False
         if end > _MAX_CHUNK_LINE:
-            raise _MalformedChunkedDataError("chunk size line too long")
+            raise _malformed("chunk size line too long")
         size, _, extensions = bytes(self._buffer[:end]).partition(b";")
         size = size.rstrip(b" \t")
-        if not _ishexdigits(size) or len(size.lstrip(b"0")) > 16 or int(size, 16) > MAX_SIZE:
-            raise _MalformedChunkedDataError("invalid chunk size")
-        if extensions.translate(None, _chunkExtChars):
-            raise _MalformedChunkedDataError("invalid chunk extension")
+        if not _HEX.fullmatch(size) or len(size.lstrip(b"0")) > 16 or int(size, 16) > MAX_SIZE:
+            raise _malformed("invalid chunk size")
+        if extensions.translate(None, _CHUNK_EXTENSION_BYTES):
+            raise _malformed("invalid chunk extension")
         self.length = int(size, 16)
-        self.state = "BODY" if self.length else "TRAILER"
+        self._state = self._data if self.length else self._trailer
         del self._buffer[: end + 2]
         self._start = 0
         return True
 
+    def _data(self) -> bool:
+        if len(self._buffer) >= self.length:
+            chunk = bytes(self._buffer[: self.length])
+            del self._buffer[: self.length]
+            self._state = self._dataEnd
+        else:
+            chunk = bytes(self._buffer)
+            self.length -= len(chunk)
+            del self._buffer[:]
+        self.dataCallback(chunk)
+        return True
 
-#: Twisted's own bound on a chunk-size line, extensions included.
+    def _dataEnd(self) -> bool:
+        if len(self._buffer) < 2:
+            return False
+        if not self._buffer.startswith(b"\r\n"):
+            raise _malformed("chunk data not followed by CRLF")
+        del self._buffer[:2]
+        self._state = self._chunkSize
+        return True
+
+    def _trailer(self) -> bool:
+        end = self._buffer.find(b"\r\n", self._start)
+        if end == -1:
+            # The shortest the trailer section can be, once its line ends.
+            atLeast = self._trailerSize + len(self._buffer) + (1 if self._buffer.endswith(b"\r") else 2)
+            if atLeast > _MAX_TRAILER:
+                raise _malformed("trailer section too long")
+            return False
+        if end:
+            del self._buffer[: end + 2]
+            self._start = 0
+            self._trailerSize += end + 2
+            if self._trailerSize > _MAX_TRAILER:
+                raise _malformed("trailer section too long")
+            return True
+        rest = bytes(self._buffer[2:])
+        del self._buffer[:]
+        self._state = self._finished
+        self.finishCallback(rest)
+        return False
+
+    def _finished(self) -> bool:
+        raise RuntimeError("chunked body data after its last chunk")
+
+
+def _finished(data: bytes) -> None:
+    raise RuntimeError("body data after its end")
+
+
+def _malformed(reason: str) -> Rejection:
+    return Rejection(BAD_REQUEST, reason)
+
+
+#: Twisted's own bounds: on a chunk-size line, extensions included, and on
+#: the trailer section.
 _MAX_CHUNK_LINE = 1024
+_MAX_TRAILER = 2**16
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+#: What a chunk extension may hold, as Twisted has it: HTAB, SP, the visible
+#: characters but the backslash, and obs-text.
+_CHUNK_EXTENSION_BYTES = b"\t" + bytes(range(0x20, 0x7F)).replace(b"\\", b"") + bytes(range(0x80, 0x100))

@@ -61,9 +61,9 @@ class WorkerSite(Site):
         continueOnRead: bool = False,
         reactor: IReactorTime | None = None,
     ) -> None:
-        # No idle timeout of Twisted's: WorkerChannel keeps its own, and a
-        # WSGI server leaves request bodies to the application unparsed.
-        super().__init__(resource, timeout=None, parsePOSTFormSubmission=False, reactor=reactor)
+        # No idle timeout of Twisted's: WorkerChannel keeps its own (and
+        # WorkerRequest leaves request bodies to the application unparsed).
+        super().__init__(resource, timeout=None, reactor=reactor)
         self.accessLog = accessLog
         self.changed: Callable[[], None] = lambda: None
         self.inFlight = 0

@@ -52,6 +52,10 @@ class WorkerWSGIResource(WSGIResource):
         displayTracebacks: bool = False,
     ) -> None:
         super().__init__(reactor, threadpool, application)
+        # Ours: WSGIResource keeps them in private attributes.
+        self.reactor = reactor
+        self.threadpool = threadpool
+        self.application = application
         self._extraEnviron = dict(
             extraEnviron,
             **{
@@ -69,11 +73,11 @@ class WorkerWSGIResource(WSGIResource):
             environ = buildEnviron(request, self._extraEnviron, self._scriptName, self._trusted)
         except NotMounted:
             return _notFound(request)
-        if self._threadpool is None:
-            _InReactorExchange(request, environ, self._displayTracebacks).run(self._application)
+        if self.threadpool is None:
+            _InReactorExchange(request, environ, self._displayTracebacks).run(self.application)
         else:
-            exchange = _ThreadedExchange(request, environ, self._reactor, self._displayTracebacks)
-            self._threadpool.callInThread(exchange.run, self._application)
+            exchange = _ThreadedExchange(request, environ, self.reactor, self._displayTracebacks)
+            self.threadpool.callInThread(exchange.run, self.application)
         return NOT_DONE_YET
 
 

@@ -1,0 +1,383 @@
+"""
+The private names of Twisted's that twisted-prefork relies on, all in one
+place, and the check that the installed Twisted is one they work with.
+
+Twisted promises nothing about a name with a leading underscore; a release
+may rename or reshape it without notice.  No other module of the project
+touches one: each is reached through this module, which says next to it
+what it is for and since which Twisted release it has the shape used here.
+L{PRIVATE_NAMES} lists them all, and C{tests/test_twistedinternals.py}
+checks every one against the installed Twisted, naming the name and the
+release that changed it.
+
+Importing this module checks the installed Twisted: one older than
+L{MINIMUM_TWISTED}, or one that no longer has a name listed here, ends the
+program with one line (L{UnsupportedTwisted}, a L{SystemExit}) instead of a
+traceback from a process that dies later.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import twisted
+from twisted.internet import tcp, unix
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.process import Process
+from twisted.internet.protocol import Factory
+from twisted.logger import ILogObserver, LogPublisher
+from twisted.protocols.basic import LineReceiver
+from twisted.web.http import HTTPChannel
+
+from prefork import __version__
+
+#: The oldest Twisted release the whole test suite passes on; setup.cfg's
+#: C{install_requires} declares the same, and CI runs the suite on it.
+#: Older releases fail the request path: 24.10 cannot serve over a UNIX
+#: socket (its HTTPChannel sets TCP_NODELAY on one, which raises), 24.7
+#: takes C{&} for no token character (in methods and field names), and
+#: releases before it accept field names that are no tokens and answer
+#: pipelined HTTP/1.0 requests out of order (CVE-2024-41671).
+MINIMUM_TWISTED = (24, 11, 0)
+
+
+class UnsupportedTwisted(SystemExit):
+    """
+    The installed Twisted cannot run this release: its message is the one
+    line the user sees.
+    """
+
+
+@dataclass(frozen=True)
+class PrivateName:
+    """
+    One private name of Twisted's and what the project relies on it for.
+
+    @ivar owner: The module or class that has it.
+    @ivar name: Its name there (name-mangled, if it is).
+    @ivar use: What the project uses it for.
+    @ivar since: The Twisted release since which it has the shape used
+        (10.0.0 stands for that release or an older one).
+    @ivar parameters: For a method or function, the names of the
+        parameters the project passes or receives (C{self} and C{cls}
+        left out); L{None} for an attribute.
+    @ivar onInstance: The attribute is set on each instance (by
+        C{__init__} or while parsing), not on the class: only a live
+        object shows it.
+    """
+
+    owner: Any
+    name: str
+    use: str
+    since: str
+    parameters: tuple[str, ...] | None = None
+    onInstance: bool = False
+
+    @property
+    def qualifiedName(self) -> str:
+        if isinstance(self.owner, type):
+            return f"{self.owner.__module__}.{self.owner.__qualname__}.{self.name}"
+        return f"{self.owner.__name__}.{self.name}"
+
+
+def twistedVersion() -> str:
+    """
+    The installed Twisted's version, as its users know it.
+    """
+    return str(twisted.__version__)
+
+
+def isSupported(version: Any = None) -> bool:
+    """
+    Whether C{version} (an C{incremental} version; the installed Twisted's
+    by default) is at least L{MINIMUM_TWISTED}.
+    """
+    version = twisted.version if version is None else version
+    return (version.major, version.minor, version.micro) >= MINIMUM_TWISTED
+
+
+def minimumVersion() -> str:
+    return ".".join(map(str, MINIMUM_TWISTED))
+
+
+def checkTwisted() -> None:
+    """
+    Refuse an installed Twisted this release cannot run on.
+
+    @raise UnsupportedTwisted: It is too old, or lacks one of the names
+        listed in L{PRIVATE_NAMES}.
+    """
+    if not isSupported():
+        raise UnsupportedTwisted(
+            f"twisted-prefork {__version__} needs Twisted >= {minimumVersion()} (found {twistedVersion()})"
+        )
+    for private in PRIVATE_NAMES:
+        if not private.onInstance and not hasattr(private.owner, private.name):
+            raise UnsupportedTwisted(
+                f"twisted-prefork {__version__} does not support Twisted {twistedVersion()}: "
+                f"it has no {private.qualifiedName}"
+            )
+
+
+# The request path: Twisted's HTTP/1.1 parser, with its private steps
+# turned into hooks.
+
+
+class HookedHTTPChannel(HTTPChannel):
+    """
+    Twisted's L{HTTPChannel}, with the private steps of its parser that a
+    server needs to change offered as documented hooks and accessors.
+
+    Override L{badRequest}, L{bodyFramingReceived} and L{continueExpected};
+    read the request being parsed with L{requestLine}, L{readingRequestLine},
+    L{receivedHeaderCount} and L{bufferedBytes}.
+    """
+
+    def badRequest(self) -> None:
+        """
+        Twisted refuses the request being read (a malformed request line or
+        header, too many or too long header fields, a body it cannot
+        frame): by default, a bare 400 and a close.
+        """
+        HTTPChannel._respondToBadRequestAndDisconnect(self)
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        self.badRequest()
+
+    def bodyFramingReceived(self, name: bytes, value: bytes) -> bool:
+        """
+        A C{content-length} or C{transfer-encoding} field arrived (C{name}
+        in lower case): install a body decoder with L{useBodyDecoder}, or
+        refuse the request.
+
+        @return: Whether parsing goes on.
+        """
+        raise NotImplementedError
+
+    def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
+        name = _FRAMING_FIELDS.get(header)
+        if name is None:
+            return True
+        return self.bodyFramingReceived(name, data)
+
+    def useBodyDecoder(self, decoder: Any, length: int | None) -> None:
+        """
+        Read this request's body with C{decoder}: an object whose
+        C{dataReceived(bytes)} takes the bytes after the head and that
+        calls L{bodyComplete} with what follows the body.  C{length} is the
+        body's length, L{None} when the framing does not tell.
+        """
+        self._transferDecoder = decoder
+        self.length = length
+
+    @property
+    def hasBodyDecoder(self) -> bool:
+        """
+        Whether this request's body framing is already chosen.
+        """
+        return self._transferDecoder is not None
+
+    def bodyComplete(self, rest: bytes) -> None:
+        """
+        The body is in; C{rest} (the bytes after it) is the next request.
+        """
+        self._finishRequestBody(rest)
+
+    def continueExpected(self) -> None:
+        """
+        The request asked for C{100 Continue} before its body: by default,
+        send it at once.
+        """
+        self.sendContinue()
+
+    def _send100Continue(self) -> None:
+        self.continueExpected()
+
+    def sendContinue(self) -> None:
+        """
+        Send C{100 Continue}.
+        """
+        HTTPChannel._send100Continue(self)
+
+    @property
+    def requestLine(self) -> tuple[bytes, bytes, bytes]:
+        """
+        The method, target and version of the request whose head is being
+        read (until its body is complete).
+        """
+        return self._command, self._path, self._version
+
+    def setRequestTarget(self, target: bytes) -> None:
+        """
+        Give the request being read C{target} in place of the one it came
+        with.
+        """
+        self._path = target
+
+    @property
+    def readingRequestLine(self) -> bool:
+        """
+        Whether the next line is a request line, not a header field.
+        """
+        return bool(self._HTTPChannel__first_line)  # type: ignore[attr-defined]
+
+    @property
+    def receivedHeaderCount(self) -> int:
+        """
+        How many header fields of the current request Twisted has counted.
+        """
+        return int(self._receivedHeaderCount)
+
+    @property
+    def bufferedBytes(self) -> bytes:
+        """
+        What has been received and not parsed yet (a partial line).
+        """
+        return bytes(getattr(self, "_buffer", b""))
+
+
+#: The fields that frame a body, as Twisted spells their names: Twisted
+#: passes them canonicalised (Content-Length) since 24.10, in lower case
+#: before.
+_FRAMING_FIELDS = {
+    spelling: name
+    for name in (b"content-length", b"transfer-encoding")
+    for spelling in (name, name.title())
+}
+
+
+# The worker's listening ports.
+
+
+def adoptListeningPort(
+    portClass: type[tcp.Port], reactor: Any, fd: int, family: socket.AddressFamily, factory: Factory
+) -> IListeningPort:
+    """
+    What C{reactor.adoptStreamPort} does, but with a port of C{portClass}
+    (a subclass of Twisted's TCP or UNIX port): listen with C{factory} on a
+    copy of the listening socket C{fd}.  The port is not started.
+    """
+    if issubclass(portClass, unix.Port):
+        return portClass._fromListeningDescriptor(reactor, fd, factory)  # type: ignore[no-any-return]
+    return portClass._fromListeningDescriptor(reactor, fd, family, factory)  # type: ignore[no-any-return]
+
+
+# The descriptor Twisted keeps in reserve, so that a port can accept and
+# drop a connection when the process is out of descriptors.
+
+
+def reserveSpareDescriptor() -> None:
+    """
+    Open the spare descriptor now, in the template, so that workers inherit
+    it instead of opening their own as they boot.
+    """
+    tcp._reservedFD.reserve()
+
+
+def detachSpareDescriptor() -> object:
+    """
+    Forget the spare descriptor without closing it: in a child forked from
+    the master, whose descriptor it was.  The next port opens a new one.
+
+    @return: What held the descriptor, which the caller must keep alive:
+        freeing it would close whatever now has that number.
+    """
+    reservation: Any = tcp._reservedFD
+    held = reservation._fileDescriptor
+    reservation._fileDescriptor = None
+    return held
+
+
+# Logging in a process forked from the master.
+
+
+def observersOf(publisher: LogPublisher) -> list[ILogObserver]:
+    """
+    The observers C{publisher} sends events to (it has no public way to
+    list them).
+    """
+    return list(publisher._observers)
+
+
+# The first template, forked from the master.
+
+
+class InPlaceProcess(Process):
+    """
+    A child process that, once Twisted has set up its descriptors, runs
+    L{becomeChild} in place of C{exec}ing a program.
+    """
+
+    def becomeChild(self, args: list[str], environment: dict[str, str]) -> NoReturn:
+        """
+        Run in the child: be the process C{args} and C{environment} describe.
+        Must not return.
+        """
+        raise NotImplementedError
+
+    def _trySpawnInsteadOfFork(
+        self, path: str | None, uid: int | None, gid: int | None, executable: str, args: list[str],
+        environment: dict[str, str], kwargs: dict[str, Any],
+    ) -> bool:
+        # posix_spawn() would exec.
+        return False
+
+    def _execChild(
+        self, path: str | None, uid: int | None, gid: int | None, executable: str, args: list[str],
+        environment: dict[str, str],
+    ) -> NoReturn:
+        self.becomeChild(args, environment)
+
+
+def _names(owner: Any, since: str, use: str, *names: str, parameters: Sequence[str] | None = None,
+           onInstance: bool = False) -> list[PrivateName]:
+    return [
+        PrivateName(owner, name, use, since, None if parameters is None else tuple(parameters), onInstance)
+        for name in names
+    ]
+
+
+#: Every private name of Twisted's used above, with what for and since when.
+PRIVATE_NAMES: tuple[PrivateName, ...] = tuple(
+    _names(HTTPChannel, "16.3.0", "HookedHTTPChannel.badRequest: answer Twisted's own refusals like ours",
+           "_respondToBadRequestAndDisconnect", parameters=())
+    + _names(HTTPChannel, "20.3.0", "HookedHTTPChannel.bodyFramingReceived: frame bodies by RFC 9112 rules",
+             "_maybeChooseTransferDecoder", parameters=("header", "data"))
+    + _names(HTTPChannel, "10.0.0", "HookedHTTPChannel.useBodyDecoder: install our body decoders",
+             "_transferDecoder", onInstance=True)
+    + _names(HTTPChannel, "10.0.0", "HookedHTTPChannel.bodyComplete: a decoder's end of body",
+             "_finishRequestBody", parameters=("data",))
+    + _names(HTTPChannel, "16.3.0", "HookedHTTPChannel.continueExpected: send 100 Continue when the app reads",
+             "_send100Continue", parameters=())
+    + _names(HTTPChannel, "10.0.0", "HookedHTTPChannel.requestLine: check and rewrite the request line",
+             "_command", "_path", "_version", onInstance=True)
+    + _names(HTTPChannel, "10.0.0", "HookedHTTPChannel.readingRequestLine: 414 or 431 for a long line",
+             "_HTTPChannel__first_line")
+    + _names(HTTPChannel, "10.0.0", "HookedHTTPChannel.receivedHeaderCount: 431 for too many fields",
+             "_receivedHeaderCount")
+    + _names(LineReceiver, "12.3.0", "HookedHTTPChannel.bufferedBytes: whether a connection is idle",
+             "_buffer")
+    + _names(tcp.Port, "12.1.0", "adoptListeningPort: our fair-accept TCP port on an inherited socket",
+             "_fromListeningDescriptor", parameters=("reactor", "fd", "addressFamily", "factory"))
+    + _names(unix.Port, "17.9.0", "adoptListeningPort: our fair-accept UNIX port on an inherited socket",
+             "_fromListeningDescriptor", parameters=("reactor", "fd", "factory"))
+    + _names(tcp, "18.7.0", "reserveSpareDescriptor, detachSpareDescriptor: the EMFILE reserve",
+             "_reservedFD")
+    # Its class is private too: found through the object, so that a
+    # Twisted without it gets the one line about _reservedFD.
+    + _names(type(getattr(tcp, "_reservedFD", None)), "18.7.0", "detachSpareDescriptor: the reserve's descriptor",
+             "_fileDescriptor", onInstance=True)
+    + _names(LogPublisher, "15.2.0", "observersOf: drop the master's log observers in a forked template",
+             "_observers", onInstance=True)
+    + _names(Process, "13.1.0", "InPlaceProcess.becomeChild: run the template in the forked child",
+             "_execChild", parameters=("path", "uid", "gid", "executable", "args", "environment"))
+    + _names(Process, "23.8.0", "InPlaceProcess: never posix_spawn() the forked template",
+             "_trySpawnInsteadOfFork", parameters=("path", "uid", "gid", "executable", "args", "environment",
+                                                    "kwargs"))
+)
+
+
+checkTwisted()

@@ -1,0 +1,229 @@
+"""
+The private names of Twisted's that the project relies on still have the
+shape it relies on, in the installed Twisted; and no module but
+L{prefork.twistedinternals} reaches for one.
+
+A failure names the name, what the project uses it for, and the Twisted
+release installed: that is the release that changed it.
+"""
+
+from __future__ import annotations
+
+import configparser
+import inspect
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import twisted
+from incremental import Version
+from twisted.internet import tcp
+from twisted.internet.protocol import Factory
+from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.logger import LogPublisher
+from twisted.web.http import HTTPFactory, Request
+
+from prefork import __version__, twistedinternals
+from prefork.child.accept import FairTCPPort, FairUNIXPort
+from prefork.twistedinternals import (
+    PRIVATE_NAMES,
+    HookedHTTPChannel,
+    PrivateName,
+    UnsupportedTwisted,
+    adoptListeningPort,
+    checkTwisted,
+    detachSpareDescriptor,
+    observersOf,
+    reserveSpareDescriptor,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+#: A private Twisted name, as written where it is used.
+PRIVATE_USE = re.compile(
+    r"_ChunkedTransferDecoder|_ishexdigits|_execChild|_reservedFD|_fromListeningDescriptor|_maybeChooseTransferDecoder"
+    r"|_respondToBadRequestAndDisconnect|_send100Continue|_HTTPChannel__|twisted\.[a-z_.]*\._[a-z]"
+    r"|_IdentityTransferDecoder|_MalformedChunkedDataError|_chunkExtChars|_observers|_trySpawnInsteadOfFork"
+)
+
+
+def changed(private: PrivateName, what: str) -> str:
+    return (
+        f"Twisted {twisted.__version__} changed {private.qualifiedName}, which twisted-prefork uses for "
+        f"{private.use} (its shape since Twisted {private.since}): {what}"
+    )
+
+
+class Recording(HookedHTTPChannel):
+    """
+    Records what the hooks see; frames every body by its Content-Length.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Any] = []
+
+    def badRequest(self) -> None:
+        self.seen.append("badRequest")
+        super().badRequest()
+
+    def bodyFramingReceived(self, name: bytes, value: bytes) -> bool:
+        self.seen.append((name, value))
+        self.useBodyDecoder(_Identity(int(value), self), int(value))
+        return True
+
+    def continueExpected(self) -> None:
+        self.seen.append("continueExpected")
+        super().continueExpected()
+
+
+class _Identity:
+    def __init__(self, length: int, channel: Recording) -> None:
+        self.length, self.channel = length, channel
+
+    def dataReceived(self, data: bytes) -> None:
+        self.channel.requests[-1].handleContentChunk(data[: self.length])
+        self.channel.bodyComplete(data[self.length:])
+
+
+class _Request(Request):
+    def process(self) -> None:
+        self.channel.seen.append(("process", self.method, self.uri, self.content.read()))
+
+
+def connected() -> tuple[Recording, StringTransport]:
+    channel = Recording()
+    channel.requestFactory = _Request
+    channel.factory = HTTPFactory()
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    return channel, transport
+
+
+def liveOwner(private: PrivateName) -> object:
+    """
+    An instance of C{private}'s owner in the state where the project reads
+    the attribute.
+    """
+    if private.owner is LogPublisher:
+        return LogPublisher()
+    if private.name == "_fileDescriptor":
+        return tcp._reservedFD
+    channel, _ = connected()
+    channel.dataReceived(b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n")
+    return channel
+
+
+@pytest.mark.parametrize("private", PRIVATE_NAMES, ids=lambda p: p.qualifiedName)
+def test_private_name_has_its_shape(private: PrivateName) -> None:
+    owner = liveOwner(private) if private.onInstance else private.owner
+    assert hasattr(owner, private.name), changed(private, "it is gone")
+    if private.parameters is not None:
+        found = getattr(owner, private.name)
+        assert callable(found), changed(private, "it is no longer callable")
+        names = tuple(p for p in inspect.signature(found).parameters if p not in ("self", "cls"))
+        assert names == private.parameters, changed(private, f"its parameters are {names}, not {private.parameters}")
+
+
+def test_every_private_name_is_documented() -> None:
+    for private in PRIVATE_NAMES:
+        assert private.name.startswith("_") and private.use and re.fullmatch(r"\d+\.\d+\.\d+", private.since), private
+
+
+def test_channel_hooks() -> None:
+    """
+    Twisted's parser calls each hook where the request path expects it, and
+    the accessors read the request being parsed.
+    """
+    channel, transport = connected()
+    assert channel.readingRequestLine
+    channel.dataReceived(b"POST /a?b HTTP/1.1\r\n")
+    assert not channel.readingRequestLine
+    assert channel.requestLine == (b"POST", b"/a?b", b"HTTP/1.1")
+    channel.dataReceived(b"Host: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\nX-Partial")
+    assert channel.bufferedBytes == b"X-Partial"
+    channel.dataReceived(b": 1\r\n")
+    assert channel.receivedHeaderCount == 3  # X-Partial waits for the next line (a folded one?)
+    assert channel.hasBodyDecoder
+    channel.setRequestTarget(b"/c")
+    channel.dataReceived(b"\r\nbodyGET")
+    assert channel.seen == [
+        (b"content-length", b"4"), "continueExpected", ("process", b"POST", b"/c", b"body"),
+    ], f"with Twisted {twisted.__version__}, HookedHTTPChannel's hooks saw {channel.seen}"
+    assert transport.value() == b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def test_bad_request_hook() -> None:
+    channel, transport = connected()
+    channel.dataReceived(b"GET / HTTP/9.9\r\n")
+    assert channel.seen == ["badRequest"]
+    assert transport.value().startswith(b"HTTP/1.1 400 ")
+
+
+def test_spare_descriptor() -> None:
+    reserveSpareDescriptor()
+    held: Any = detachSpareDescriptor()
+    assert held is not None and held.fileno() >= 0
+    held.close()
+    reserveSpareDescriptor()
+
+
+def test_observers_of() -> None:
+    first, second = (lambda event: None), (lambda event: None)
+    assert observersOf(LogPublisher(first, second)) == [first, second]
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_UNIX])
+def test_adopt_listening_port(family: socket.AddressFamily, tmp_path: Path) -> None:
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.bind(("127.0.0.1", 0) if family == socket.AF_INET else str(tmp_path / "s"))
+    listening.listen()
+    listening.setblocking(False)
+    portClass = FairTCPPort if family == socket.AF_INET else FairUNIXPort
+    port = adoptListeningPort(portClass, MemoryReactor(), listening.fileno(), family, Factory())
+    assert type(port) is portClass
+    port.startListening()
+    assert port.getHost().port if family == socket.AF_INET else port.getHost().name
+    port.socket.close()
+    listening.close()
+
+
+def test_supported_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert twistedinternals.isSupported(), f"Twisted {twisted.__version__} is older than the declared minimum"
+    assert not twistedinternals.isSupported(Version("Twisted", 24, 10, 0))
+    assert twistedinternals.isSupported(Version("Twisted", 24, 11, 0))
+    checkTwisted()
+    monkeypatch.setattr(twisted, "version", Version("Twisted", 23, 10, 0))
+    monkeypatch.setattr(twisted, "__version__", "23.10.0")
+    with pytest.raises(UnsupportedTwisted) as raised:
+        checkTwisted()
+    assert str(raised.value) == f"twisted-prefork {__version__} needs Twisted >= 24.11.0 (found 23.10.0)"
+
+
+def test_a_lost_private_name_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    gone = PrivateName(HTTPFactory, "_gone", "nothing", "10.0.0")
+    monkeypatch.setattr(twistedinternals, "PRIVATE_NAMES", (*PRIVATE_NAMES, gone))
+    with pytest.raises(UnsupportedTwisted) as raised:
+        checkTwisted()
+    assert str(raised.value) == (
+        f"twisted-prefork {__version__} does not support Twisted {twisted.__version__}: "
+        "it has no twisted.web.http.HTTPFactory._gone"
+    )
+
+
+def test_setup_declares_the_minimum() -> None:
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    requirements = parser["options"]["install_requires"].split("\n")
+    declared = [r.split(">=")[1].strip() for r in requirements if r.strip().lower().startswith("twisted")]
+    assert declared == [twistedinternals.minimumVersion()]
+
+
+def test_no_private_name_outside_the_fence() -> None:
+    users = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "prefork").rglob("*.py")
+        if PRIVATE_USE.search(path.read_text()) and path.name != "twistedinternals.py"
+    )
+    assert users == [], "use Twisted's private names through prefork/twistedinternals.py only"
