@@ -115,6 +115,11 @@ class Master(Service):
         self._watchdog.clock = self.reactor
         self.tally = Tally()
         self._twistdLog: BaseLogFile | None = None
+        #: Told of every worker's exit, with its wait status (the hooks).
+        self.childExited: Callable[[Generation, WorkerRecord, int], None] = lambda generation, record, status: None
+        #: Told of each source file of the application a template or worker
+        #: reports (--reload).
+        self.sourceFound: Callable[[str], None] = lambda path: None
 
     # Starting and stopping.
 
@@ -250,6 +255,9 @@ class Master(Service):
     # Reports from the generations in.
 
     def workerEvent(self, generation: Generation, message: Message) -> None:
+        if message.event is Event.SOURCE:
+            self.sourceFound(message.args[0])
+            return
         if message.event is Event.FATAL and message.pid == generation.pid:
             self._generationFailed(generation, message.args[0])
             return
@@ -323,6 +331,7 @@ class Master(Service):
 
     def _workerExited(self, generation: Generation, record: WorkerRecord, status: int) -> None:
         self.tally.workerExited(generation, record, status, self.stopping)
+        self.childExited(generation, record, status)
         clean = status >= 0 and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_DONE
         if clean:
             self._healthy(generation)
