@@ -162,8 +162,9 @@ def fromEnvironment(table: OptionTable, environ: Mapping[str, str]) -> list[Sett
     C{PREFORK_<OPTION>} for every option (C{PREFORK_MAX_REQUESTS}), and
     C{WEB_CONCURRENCY} for the number of workers (below C{PREFORK_WORKERS}).
 
-    @raise SettingError: A C{PREFORK_} variable names no option, or a flag's
-        value is not a yes or a no.
+    A C{PREFORK_} variable that names no option is left alone.
+
+    @raise SettingError: A flag's value is not a yes or a no.
     """
     found = []
     if environ.get(WEB_CONCURRENCY):
@@ -174,7 +175,9 @@ def fromEnvironment(table: OptionTable, environ: Mapping[str, str]) -> list[Sett
         key = variable[len(ENV_PREFIX):].lower()
         name = table.canonical(key)
         if name is None or name in table.commandLineOnly and name != "config":
-            raise SettingError(f"{variable} names no option of twistd prefork (no --{key.replace('_', '-')})")
+            # The environment is shared with every other program: a
+            # variable that names no option is someone else's.
+            continue
         text = environ[variable]
         value: Value = text
         if name in table.flags:
