@@ -55,7 +55,7 @@ class IServer(Interface):
 
     pid = Attribute("The master's process id.")
     generation = Attribute(
-        "The generation number: in the master the newest started (0 before the first), "
+        "The generation number: in the master the newest (0 before the first starts), "
         "in a template or worker its own."
     )
     config = Attribute("The L{ServerConfig} every process of the server runs with.")

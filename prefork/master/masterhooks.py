@@ -38,7 +38,7 @@ class MasterView:
 
     @property
     def generation(self) -> int:
-        return max((g.number for g in self._master.generations if not g.stopping), default=0)
+        return max((g.number for g in self._master.generations), default=0)
 
     @property
     def config(self) -> ServerConfig:
