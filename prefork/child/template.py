@@ -243,6 +243,11 @@ def main(argv: list[str]) -> NoReturn:
     # Until a worker is ready to be woken, waking it must not kill it.
     signal.signal(ACTIVATE_SIGNAL, signal.SIG_IGN)
     listeners = _listeners(arguments["sockets"])
+    if config.reload:
+        # Python takes a cached module for current when the source's size
+        # and modification second match: an edit within a second of the
+        # last would be missed.  Caching nothing, there is nothing stale.
+        sys.dont_write_bytecode = True
     hooks = _loadHooks(config)
     application = _preload(config, arguments) if config.preload else None
     if config.reload:
