@@ -18,7 +18,7 @@ from prefork.check import checkImports
 from prefork.hooks import HookLoadError, Hooks, loadHooks, parseHooksSpec
 from prefork.master import inherited
 from prefork.master.masterhooks import MasterHooks
-from prefork.master.privileges import UserCheck, switchedUser, umask
+from prefork.master.privileges import UserCheck, switchedUser
 from prefork.master.reload import SourceWatcher
 from prefork.web.accesslog import checkFormat
 from prefork.child.appload import parseAppSpec
@@ -357,8 +357,7 @@ def makeService(options: Options) -> IService:
         sys.path.insert(0, os.getcwd())
     twistdOptions = getattr(options, "parent", None)
     try:
-        with umask(twistdOptions.get("umask") if twistdOptions is not None else None):
-            sockets = [_open(endpoint, description) for endpoint, description in zip(options["endpoints"], options["listen"])]
+        sockets = [_open(endpoint, description) for endpoint, description in zip(options["endpoints"], options["listen"])]
     except CannotListen as e:
         raise SystemExit(f"twistd prefork: {e}")
     top = MultiService()

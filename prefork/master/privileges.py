@@ -1,5 +1,5 @@
 """
-Running as another user: twistd's C{--uid}, C{--gid} and C{--umask}.
+Running as another user: twistd's C{--uid} and C{--gid}.
 
 twistd builds the service as the user that started it (root), calls
 C{privilegedStartService}, then switches user and calls C{startService}.
@@ -9,17 +9,20 @@ the new user.  So does everything they read: the Python interpreter, the
 standard library, the application.  A user that cannot run the interpreter
 would only show as a template dying at start with a traceback; L{UserCheck}
 finds it out before the switch, and stops the start with one line.
+
+twistd's C{--umask} needs nothing here: twistd sets it before the master
+starts anything, and every process inherits it (the access log is created
+with it; a UNIX socket's mode is its endpoint's C{mode=} option).
 """
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import os
 import pwd
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.application.service import Service
@@ -29,22 +32,6 @@ class CannotRunAs(Exception):
     """
     The user the server switches to cannot run it; the message says why.
     """
-
-
-@contextlib.contextmanager
-def umask(mask: int | None) -> Iterator[None]:
-    """
-    Create files (UNIX sockets) with C{mask} applied, as twistd applies it
-    only after the service is built.
-    """
-    if mask is None:
-        yield
-        return
-    previous = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(previous)
 
 
 def switchedUser(twistdOptions: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
@@ -86,7 +73,12 @@ def checkUser(uid: int | None, gid: int | None, writable: tuple[str, ...] = ()) 
             groups = os.getgrouplist(pwd.getpwuid(uid).pw_name, gid if gid is not None else os.getgid())
         except KeyError:
             groups = []
-    probe = "import prefork.child.template\n" + "".join(f"open({path!r}, 'a').close()\n" for path in writable)
+    probe = (
+        # The child entered the directory before it switched user.
+        "import os; os.chdir(os.getcwd())\n"
+        "import prefork.child.template\n"
+        + "".join(f"open({path!r}, 'a').close()\n" for path in writable)
+    )
     try:
         child = subprocess.run(
             [sys.executable, "-c", probe],
