@@ -109,8 +109,8 @@ class OptionTable:
     @classmethod
     def of(cls, options: usage.Options) -> OptionTable:
         return cls(
-            parameters={row[0]: row[2] for row in options.optParameters},
-            flags=[row[0] for row in options.optFlags],
+            parameters={row[0]: row[2] for row in getattr(options, "optParameters", [])},
+            flags=[row[0] for row in getattr(options, "optFlags", [])],
             repeatable=list(getattr(options, "repeatable", ())),
             aliases=dict(getattr(options, "aliases", {})),
             commandLineOnly=tuple(getattr(options, "commandLineOnly", ())),
@@ -246,13 +246,12 @@ def merge(table: OptionTable, *sources: Iterable[Setting]) -> dict[str, Setting]
     for source in sources:
         mine: dict[str, Setting] = {}
         for setting in source:
-            earlier = mine.get(setting.option)
-            if setting.option in table.repeatable and earlier is not None:
-                assert isinstance(earlier.value, list)
-                value = earlier.value + (setting.value if isinstance(setting.value, list) else [setting.value])  # type: ignore[list-item]
-                setting = Setting(setting.option, value, setting.origin)
-            elif setting.option in table.repeatable and not isinstance(setting.value, list):
-                setting = Setting(setting.option, [setting.value], setting.origin)  # type: ignore[list-item]
+            if setting.option in table.repeatable:
+                earlier = mine.get(setting.option)
+                items = setting.value if isinstance(setting.value, list) else [str(setting.value)]
+                if earlier is not None and isinstance(earlier.value, list):
+                    items = earlier.value + items
+                setting = Setting(setting.option, items, setting.origin)
             mine[setting.option] = setting
         if "port" in mine or "listen" in mine:
             merged.pop("port", None)
@@ -329,12 +328,14 @@ def render(table: OptionTable, settings: Mapping[str, Setting], notes: Mapping[s
             lines.append(f"# {name}: {notes[name]}  {DEFAULT.comment()}")
             continue
         if setting is None:
-            default = table.parameters.get(name)
-            setting = Setting(name, False if name in table.flags else [] if name in table.repeatable else default, DEFAULT)
-        if setting.value is None or setting.value == []:
-            lines.append(f"# {name} is not set  {setting.origin.comment()}")
+            value: Value | None = False if name in table.flags else [] if name in table.repeatable else table.parameters.get(name)
+            origin = DEFAULT
         else:
-            lines.append(f"{name} = {tomlValue(setting.value)}  {setting.origin.comment()}")
+            value, origin = setting.value, setting.origin
+        if value is None or value == []:
+            lines.append(f"# {name} is not set  {origin.comment()}")
+        else:
+            lines.append(f"{name} = {tomlValue(value)}  {origin.comment()}")
     return "\n".join(lines) + "\n"
 
 

@@ -71,7 +71,7 @@ class Options(usage.Options):
         ["forwarded-allow-ips", None, "127.0.0.1",
          "Comma-separated addresses or networks (or *) whose X-Forwarded-Proto sets wsgi.url_scheme."],
         ["config", "c", None, "Read options from this TOML file; the command line and PREFORK_* variables override it."],
-        ["hooks", None, None, "Server hooks: a module, or MODULE:OBJECT, with gunicorn's hook names (on_starting, post_fork, ...)."],
+        ["hooks", None, None, "Server hooks: a module, or MODULE:OBJECT, holding gunicorn's hooks (post_fork, ...)."],
     ]
     optFlags = [
         ["no-preload", None, "Import the app in each worker after the fork, instead of once in the template."],

@@ -21,7 +21,7 @@ else:
 
 from prefork import settings
 from prefork.tap import Options
-from server import APPS, TIMEOUT, Server, twistd
+from server import APPS, TIMEOUT, twistd
 
 APP = ("--app", "testapp:application")
 LOCAL = "tcp:0:interface=127.0.0.1"
@@ -67,9 +67,13 @@ def table() -> settings.OptionTable:
 
 def test_file_keys_take_dashes_underscores_and_aliases(tmp_path: Path) -> None:
     path = tmp_path / "prefork.toml"
-    path.write_text('max_reqs_per_child = 500\nspare-workers = 2\nlisten = "tcp:1"\nno_preload = true\ngraceful-timeout = 2.5\n')
+    path.write_text(
+        'max_reqs_per_child = 500\nspare-workers = 2\nlisten = "tcp:1"\nno_preload = true\ngraceful-timeout = 2.5\n'
+    )
     found = {s.option: s.value for s in settings.fromFile(table(), str(path))}
-    assert found == {"max-requests": "500", "spare-workers": "2", "listen": ["tcp:1"], "no-preload": True, "graceful-timeout": "2.5"}
+    assert found == {
+        "max-requests": "500", "spare-workers": "2", "listen": ["tcp:1"], "no-preload": True, "graceful-timeout": "2.5",
+    }
 
 
 @pytest.mark.parametrize(
@@ -114,7 +118,8 @@ def test_prefork_workers_wins_over_web_concurrency() -> None:
 
 
 def test_precedence_and_where_to_listen() -> None:
-    file = [settings.Setting("workers", "1", settings.Origin("file", "f")), settings.Setting("listen", ["tcp:1"], settings.Origin("file", "f"))]
+    inFile = settings.Origin("file", "f")
+    file = [settings.Setting("workers", "1", inFile), settings.Setting("listen", ["tcp:1"], inFile)]
     env = [settings.Setting("workers", "2", settings.Origin("env", "PREFORK_WORKERS"))]
     line = [settings.Setting("port", "3", settings.COMMAND_LINE), settings.Setting("listen", "tcp:4", settings.COMMAND_LINE),
             settings.Setting("listen", "tcp:5", settings.COMMAND_LINE)]
@@ -213,7 +218,10 @@ def test_print_config_names_each_source(tmp_path: Path) -> None:
 
 def test_print_config_read_back_gives_the_same_configuration(tmp_path: Path) -> None:
     config = tmp_path / "prefork.toml"
-    config.write_text('workers = 4\nscript_name = "/app"\naccess-log-format = "{remote_addr} \\"{request}\\" {status}"\ngraceful-timeout = 2.5\n')
+    config.write_text(
+        'workers = 4\nscript_name = "/app"\naccess-log-format = "{remote_addr} \\"{request}\\" {status}"\n'
+        'graceful-timeout = 2.5\n'
+    )
     first = run("--config", str(config), "--print-config", *APP, "--listen", "tcp:8081", "--reload-extra-file", "/etc/hosts",
                 "--display-tracebacks", env={"PREFORK_MIN_REQUESTS": "10", "PREFORK_HOOKS": "recordinghooks"})
     assert first.returncode == 0, first.stderr
@@ -253,7 +261,8 @@ def test_check_config_good_opens_nothing(tmp_path: Path) -> None:
         taken.close()
     assert result.returncode == 0, result
     assert result.stdout.splitlines() == [
-        f"twistd prefork: OK: would serve testapp:application with 3 workers on tcp:{port}:interface=127.0.0.1, hooks recordinghooks"
+        "twistd prefork: OK: would serve testapp:application with 3 workers"
+        f" on tcp:{port}:interface=127.0.0.1, hooks recordinghooks"
     ]
     assert result.stderr == ""
     assert not log.exists() and not (tmp_path / "hooks.jsonl").exists()

@@ -51,11 +51,15 @@ def switchedUser(twistdOptions: Mapping[str, Any] | None) -> tuple[int | None, i
 
 
 def describeUser(uid: int | None, gid: int | None) -> str:
+    """
+    C{"user nobody (uid 65534)"}, or the group when only it changes.
+    """
     try:
-        name = pwd.getpwuid(uid).pw_name if uid is not None else grp.getgrgid(gid).gr_name  # type: ignore[arg-type]
+        if uid is not None:
+            return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+        return f"group {grp.getgrgid(gid).gr_name} (gid {gid})"  # type: ignore[arg-type]
     except KeyError:
-        name = str(uid if uid is not None else gid)
-    return f"{'user' if uid is not None else 'group'} {name} ({'uid' if uid is not None else 'gid'} {uid if uid is not None else gid})"
+        return f"uid {uid}" if uid is not None else f"gid {gid}"
 
 
 def checkUser(uid: int | None, gid: int | None, writable: tuple[str, ...] = ()) -> None:
