@@ -109,7 +109,11 @@ def ownSources() -> list[str]:
     """
     outside = _installationDirectories()
     found = set()
-    for module in list(sys.modules.values()):
+    for name, module in list(sys.modules.items()):
+        if name.startswith("twisted."):
+            # Twisted's plugins, this server's among them, may live beside
+            # the application.
+            continue
         path = getattr(module, "__file__", None)
         if not path or not path.endswith(".py") or "\n" in path:
             continue
