@@ -96,7 +96,7 @@ class Options(usage.Options):
         self["pythonpath"] = []
         self["reload-extra-file"] = []
         #: Where each option given anywhere got its value (L{settings}).
-        self.settings: dict[str, settings.Setting] = {}
+        self.given: dict[str, settings.Setting] = {}
 
     def opt_listen(self, description: str) -> None:
         """
@@ -136,12 +136,12 @@ class Options(usage.Options):
 
     def _printConfig(self) -> NoReturn:
         notes = {}
-        if not {"port", "listen"} & set(self.settings):
+        if not {"port", "listen"} & set(self.given):
             if all(isinstance(e, ListeningSocket) for e in self["endpoints"]):
                 notes["listen"] = "the inherited sockets " + ", ".join(self["listen"])
             else:
                 notes["listen"] = f"{DEFAULT_LISTEN}, since no superdaemon passed sockets"
-        sys.stdout.write(settings.render(settings.OptionTable.of(self), self.settings, notes))
+        sys.stdout.write(settings.render(settings.OptionTable.of(self), self.given, notes))
         raise SystemExit(0)
 
     def _inherit(self) -> None:
@@ -157,7 +157,7 @@ class Options(usage.Options):
             port = os.environ["PORT"]
             if not port.isdigit() or not 0 <= int(port) < 65536:
                 raise usage.UsageError(f"PORT must be a port number, not {port!r}")
-            self.settings["listen"] = settings.Setting("listen", [f"tcp:{port}"], settings.Origin("env", "PORT"))
+            self.given["listen"] = settings.Setting("listen", [f"tcp:{port}"], settings.Origin("env", "PORT"))
             self["listen"] = [f"tcp:{port}"]
             self["endpoints"] = [_endpoint(self["listen"][0])]
             return
@@ -168,12 +168,12 @@ class Options(usage.Options):
         # twistd answers a usage error with its whole help text; one line
         # that names the problem serves better.
         try:
-            arguments, self.settings = settings.resolve(self, sys.argv[1:] if options is None else options, os.environ)
+            arguments, self.given = settings.resolve(self, sys.argv[1:] if options is None else options, os.environ)
             super().parseOptions(arguments)
         except settings.SettingError as e:
             _usageExit(str(e))
         except usage.UsageError as e:
-            message = settings.blame(e, self.settings)
+            message = settings.blame(e, self.given)
             _usageExit(message if message != str(e) else f"{e} (see twistd prefork --help)")
 
     def postOptions(self) -> None:

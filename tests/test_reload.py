@@ -94,3 +94,10 @@ def test_a_burst_of_changes_is_one_reload(tmp_path: Path) -> None:
     assert changes == []
     clock.advance(reload.DEBOUNCE)
     assert changes == [None]
+
+
+def test_a_source_path_travels_whole() -> None:
+    from prefork.messages import Event, Message
+
+    message = Message(Event.SOURCE, 12, ("/src/my project/app.py",))
+    assert Message.decode(message.encode().rstrip(b"\n")) == message
