@@ -152,3 +152,53 @@ def test_a_worker_whose_boot_hook_fails_fails_at_boot(tmp_path: Path, hook: str)
     # The crash-loop halt: a few boots, backing off, then the server stops.
     assert 2 <= len(calls(log)[hook]) <= 5
     assert f"{hook} failed on purpose" in result.stdout + result.stderr
+
+
+class Holder:
+    """
+    Hooks as methods of an object: --hooks module:object.
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[tuple] = []
+
+    def post_fork(self, server, worker) -> None:
+        self.seen.append(("post_fork", server, worker))
+
+    def pre_request(self, worker, environ) -> None:
+        raise RuntimeError("not now")
+
+
+holder = Holder()
+
+
+def test_hooks_from_an_object() -> None:
+    from prefork.hooks import IServer, IWorker, ServerInfo, WorkerInfo, loadHooks
+    from prefork.config import ServerConfig
+
+    hooks = loadHooks("test_hooks:holder")
+    assert "post_fork" in hooks and "pre_request" in hooks and "when_ready" not in hooks
+    server, worker = ServerInfo(1, 1, ServerConfig(), 10), WorkerInfo(2, 1, ServerConfig())
+    assert IServer.providedBy(server) and IWorker.providedBy(worker)
+    hooks.call("post_fork", server, worker)
+    hooks.call("when_ready", server)
+    assert holder.seen == [("post_fork", server, worker)]
+    bound = hooks.bound("pre_request", worker)
+    with pytest.raises(RuntimeError):
+        bound({})
+    assert hooks.bound("post_request", worker) is None
+
+
+def test_request_hooks_never_fail_the_request() -> None:
+    from prefork.web.requesthooks import RequestHooks
+
+    seen: list[tuple] = []
+
+    def before(environ):
+        raise RuntimeError("pre_request broke")
+
+    hooks = RequestHooks.of(before, lambda environ, status, elapsed: seen.append((environ, status, elapsed)))
+    assert hooks is not None and RequestHooks.of(None, None) is None
+    started = hooks.started({"PATH_INFO": "/"})
+    hooks.finished({"PATH_INFO": "/"}, "200 OK", started)
+    assert seen[0][:2] == ({"PATH_INFO": "/"}, "200 OK") and 0 <= seen[0][2] < 60

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from twisted.internet.task import Clock
 
 from prefork.master import reload
@@ -51,10 +52,11 @@ def test_an_edit_starts_a_new_generation(serve, tmp_path: Path) -> None:
     assert server.get("/")[2] == b"three"
 
 
-def test_extra_files_are_watched(serve, tmp_path: Path) -> None:
+@pytest.mark.parametrize("preload", [(), ("--no-preload",)], ids=["preloaded", "imported-by-workers"])
+def test_extra_files_are_watched(serve, tmp_path: Path, preload: tuple[str, ...]) -> None:
     settings = tmp_path / "settings.ini"
     settings.write_text("a\n")
-    server = serve("--app", "testapp:application", "--reload", "--reload-extra-file", str(settings), "--workers", "1")
+    server = serve("--app", "testapp:application", "--reload", "--reload-extra-file", str(settings), "--workers", "1", *preload)
     server.waitFor(f"Watching {settings} for changes")
     server.waitFor("Watching .*testapp.py for changes")
     settings.write_text("b\n")

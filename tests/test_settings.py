@@ -289,3 +289,10 @@ def test_check_config_bad(tmp_path: Path, args: tuple[str, ...], status: int, ex
     assert result.returncode == status, result
     output = (result.stdout + result.stderr).strip().splitlines()
     assert len(output) == 1 and expected in output[0], result
+
+
+def test_help_lists_the_new_options() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for option in ("--config", "--hooks", "--reload", "--reload-extra-file", "--print-config", "--check-config"):
+        assert option in result.stdout
