@@ -60,6 +60,10 @@ class ServerConfig:
         addresses, networks, or C{"*"}.
     @ivar displayTracebacks: Send an application's traceback to the client
         with its 500 response.
+    @ivar hooks: The server hooks, C{"module"} or C{"module:object"} (see
+        L{prefork.hooks}), or L{None}.
+    @ivar reload: Templates and workers report the application's source
+        files, which the master watches (C{--reload}).
     """
 
     app: str = DEMO_APP
@@ -88,6 +92,8 @@ class ServerConfig:
     scriptName: str = ""
     forwardedAllowIps: tuple[str, ...] = ("127.0.0.1",)
     displayTracebacks: bool = False
+    hooks: str | None = None
+    reload: bool = False
 
     def toJSON(self) -> str:
         return json.dumps(asdict(self))

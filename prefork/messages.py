@@ -49,6 +49,7 @@ class Event(Enum):
     DRAINING = "draining"  # worker: stopped accepting, with served and reason
     EXITED = "exited"  # template: worker PID exited, with its wait status
     FATAL = "fatal"  # template or worker: cannot serve, with one line why
+    SOURCE = "source"  # template or worker: a source file of the app (--reload)
 
 
 class Command(Enum):
@@ -137,13 +138,14 @@ class Message:
     @classmethod
     def decode(cls, line: bytes) -> Message:
         """
-        Parse one line (without its newline).  A L{FATAL} message keeps the
-        rest of its line as one argument.
+        Parse one line (without its newline).  A L{FATAL} or L{SOURCE}
+        message keeps the rest of its line as one argument.
 
         @raise ValueError: The line is not a message.
         """
         text = line.decode("utf-8", "replace")
-        event, pid, *rest = text.split(" ", 2 if text.startswith("fatal ") else -1)
+        whole = text.startswith(("fatal ", "source "))
+        event, pid, *rest = text.split(" ", 2 if whole else -1)
         message = cls(Event(event), int(pid), tuple(rest))
         if message.event is Event.BEAT:
             message.report()

@@ -7,13 +7,19 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from prefork import settings
+from prefork.check import checkImports
+from prefork.hooks import HookLoadError, Hooks, loadHooks, parseHooksSpec
 from prefork.master import inherited
+from prefork.master.masterhooks import MasterHooks
+from prefork.master.privileges import UserCheck, switchedUser
+from prefork.master.reload import SourceWatcher
 from prefork.web.accesslog import checkFormat
 from prefork.child.appload import parseAppSpec
 from prefork.web import limits
@@ -64,11 +70,22 @@ class Options(usage.Options):
         ["script-name", None, "", "Mount the app below this URL prefix (its SCRIPT_NAME), e.g. /app."],
         ["forwarded-allow-ips", None, "127.0.0.1",
          "Comma-separated addresses or networks (or *) whose X-Forwarded-Proto sets wsgi.url_scheme."],
+        ["config", "c", None, "Read options from this TOML file; the command line and PREFORK_* variables override it."],
+        ["hooks", None, None, "Server hooks: a module, or MODULE:OBJECT, holding gunicorn's hooks (post_fork, ...)."],
     ]
     optFlags = [
         ["no-preload", None, "Import the app in each worker after the fork, instead of once in the template."],
         ["display-tracebacks", None, "Send the traceback of an application error to the client with its 500."],
+        ["reload", None, "Start a new generation whenever a source file of the application changes (for development)."],
+        ["print-config", None, "Print the effective configuration as TOML, each value's source in a comment, and exit."],
+        ["check-config", None, "Check the configuration, import the app and hooks in a child process, and exit."],
     ]
+    #: Twiggy::Prefork's names for options, accepted wherever options are.
+    aliases = {"max-workers": "workers", "max-reqs-per-child": "max-requests", "min-reqs-per-child": "min-requests"}
+    #: Options given any number of times, each with an C{opt_} method.
+    repeatable = ("listen", "pythonpath", "reload-extra-file")
+    #: Options that only the command line gives (and C{PREFORK_CONFIG}).
+    commandLineOnly = ("config", "print-config", "check-config")
     compData = usage.Completions(
         optActions={"access-log": usage.CompleteFiles(), "pythonpath": usage.CompleteDirs()},
     )
@@ -77,6 +94,9 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
         self["pythonpath"] = []
+        self["reload-extra-file"] = []
+        #: Where each option given anywhere got its value (L{settings}).
+        self.given: dict[str, settings.Setting] = {}
 
     def opt_listen(self, description: str) -> None:
         """
@@ -89,6 +109,12 @@ class Options(usage.Options):
         Put this directory in front of sys.path (repeatable; the current directory is always there).
         """
         self["pythonpath"].append(os.path.abspath(directory))
+
+    def opt_reload_extra_file(self, path: str) -> None:
+        """
+        With --reload, also start a new generation when this file changes (repeatable).
+        """
+        self["reload-extra-file"].append(os.path.abspath(path))
 
     def opt_max_workers(self, value: str) -> None:
         """
@@ -108,6 +134,16 @@ class Options(usage.Options):
         """
         self["min-requests"] = value
 
+    def _printConfig(self) -> NoReturn:
+        notes = {}
+        if not {"port", "listen"} & set(self.given):
+            if all(isinstance(e, ListeningSocket) for e in self["endpoints"]):
+                notes["listen"] = "the inherited sockets " + ", ".join(self["listen"])
+            else:
+                notes["listen"] = f"{DEFAULT_LISTEN}, since no superdaemon passed sockets"
+        sys.stdout.write(settings.render(settings.OptionTable.of(self), self.given, notes))
+        raise SystemExit(0)
+
     def _inherit(self) -> None:
         """
         With no --listen, serve on the sockets a superdaemon passed, if any.
@@ -116,6 +152,15 @@ class Options(usage.Options):
             found = inherited.inheritedSockets()
         except inherited.InheritedSocketError as e:
             raise usage.UsageError(str(e))
+        if not found and os.environ.get("PORT"):
+            # The platforms' convention, when nothing else says where.
+            port = os.environ["PORT"]
+            if not port.isdigit() or not 0 <= int(port) < 65536:
+                raise usage.UsageError(f"PORT must be a port number, not {port!r}")
+            self.given["listen"] = settings.Setting("listen", [f"tcp:{port}"], settings.Origin("env", "PORT"))
+            self["listen"] = [f"tcp:{port}"]
+            self["endpoints"] = [_endpoint(self["listen"][0])]
+            return
         self["listen"] = [listening.describe() for listening in found] or [DEFAULT_LISTEN]
         self["endpoints"] = found or [_endpoint(DEFAULT_LISTEN)]
 
@@ -123,9 +168,13 @@ class Options(usage.Options):
         # twistd answers a usage error with its whole help text; one line
         # that names the problem serves better.
         try:
-            super().parseOptions(options)
+            arguments, self.given = settings.resolve(self, sys.argv[1:] if options is None else options, os.environ)
+            super().parseOptions(arguments)
+        except settings.SettingError as e:
+            _usageExit(str(e))
         except usage.UsageError as e:
-            raise SystemExit(f"twistd prefork: {e} (see twistd prefork --help)")
+            message = settings.blame(e, self.given)
+            _usageExit(message if message != str(e) else f"{e} (see twistd prefork --help)")
 
     def postOptions(self) -> None:
         try:
@@ -178,7 +227,13 @@ class Options(usage.Options):
             scriptName=_scriptName(self["script-name"]),
             forwardedAllowIps=_forwardedAllowIps(self["forwarded-allow-ips"]),
             displayTracebacks=bool(self["display-tracebacks"]),
+            hooks=_hooksSpec(self["hooks"]),
+            reload=bool(self["reload"]),
         )
+        if self["print-config"]:
+            self._printConfig()
+        if self["check-config"]:
+            _checkAndExit(self["config"], self["listen"])
 
 
 def _endpoint(description: str) -> Any:
@@ -202,17 +257,59 @@ def _endpoint(description: str) -> Any:
 def _accessLog(path: str | None) -> str | None:
     """
     The absolute path of the access log, checked to be writable now rather
-    than in every worker.
+    than in every worker (without creating it: --check-config opens
+    nothing).
     """
     if path is None or path == "-":
         return path
     path = os.path.abspath(path)
-    try:
-        with open(path, "a"):
-            pass
-    except OSError as e:
-        raise usage.UsageError(f"--access-log {path!r} cannot be opened: {e.strerror}")
+    if os.path.isdir(path):
+        raise usage.UsageError(f"--access-log {path!r} cannot be opened: it is a directory")
+    writable = os.path.dirname(path) if not os.path.exists(path) else path
+    if not os.path.isdir(os.path.dirname(path)):
+        raise usage.UsageError(f"--access-log {path!r} cannot be opened: no directory {os.path.dirname(path)!r}")
+    if not os.access(writable, os.W_OK):
+        raise usage.UsageError(f"--access-log {path!r} cannot be opened: permission denied")
     return path
+
+
+def _hooksSpec(spec: str | None) -> str | None:
+    if spec is not None:
+        try:
+            parseHooksSpec(spec)
+        except ValueError as e:
+            raise usage.UsageError(f"--hooks {e}")
+    return spec
+
+
+class UsageExit(SystemExit):
+    """
+    Exit 2, as a usage error does, with the message already printed.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = 2
+
+
+def _usageExit(message: str) -> NoReturn:
+    sys.stderr.write(f"twistd prefork: {message}\n")
+    sys.stderr.flush()
+    raise UsageExit(f"twistd prefork: {message}")
+
+
+def _checkAndExit(config: ServerConfig, listen: list[str]) -> NoReturn:
+    """
+    Import the app and hooks as a template would, say in one line what would
+    be served or what is wrong, and exit.
+    """
+    problem = checkImports(config)
+    if problem is not None:
+        sys.stderr.write(f"twistd prefork: {problem}\n")
+        raise SystemExit(1)
+    hooks = f", hooks {config.hooks}" if config.hooks else ""
+    sys.stdout.write(f"twistd prefork: OK: would serve {config.app} with {config.workers} workers on {' '.join(listen)}{hooks}\n")
+    raise SystemExit(0)
 
 
 def _number(options: Options, name: str, minimum: int, kind: type = int) -> Any:
@@ -258,13 +355,18 @@ def makeService(options: Options) -> IService:
     # Workers run the app from the current directory, as twistd's -y does.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    twistdOptions = getattr(options, "parent", None)
     try:
         sockets = [_open(endpoint, description) for endpoint, description in zip(options["endpoints"], options["listen"])]
     except CannotListen as e:
         raise SystemExit(f"twistd prefork: {e}")
     top = MultiService()
     config: ServerConfig = options["config"]
+    uid, gid = switchedUser(twistdOptions)
+    if uid not in (None, os.getuid()) or gid not in (None, os.getgid()):
+        UserCheck(uid, gid, tuple(path for path in [config.accessLog] if path not in (None, "-"))).setServiceParent(top)
     master = Master(config, sockets)
+    MasterHooks(_masterHooks(config), master).setServiceParent(top)
     if inherited.underEinhorn():
         # einhorn asks its workers to stop gracefully with USR2.
         master.extraSignals[signal.SIGUSR2] = master.gracefulStop
@@ -276,7 +378,18 @@ def makeService(options: Options) -> IService:
         StatusService(options["statusEndpoint"], options["status"], StatusCollector(master)).setServiceParent(top)
     if TITLES:
         TitleService(lambda: masterTitle(config.app, currentGeneration(master), master.workerCount)).setServiceParent(top)
+    if config.reload:
+        watcher = SourceWatcher(master.reload, options["reload-extra-file"])
+        master.sourceFound = watcher.watch
+        watcher.setServiceParent(top)
     return top
+
+
+def _masterHooks(config: ServerConfig) -> Hooks:
+    try:
+        return loadHooks(config.hooks, config.pythonPath)
+    except HookLoadError as e:
+        raise SystemExit(f"twistd prefork: {e}")
 
 
 def _open(endpoint: Any, description: str) -> ListeningSocket:

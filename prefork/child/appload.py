@@ -5,7 +5,10 @@ Finding the WSGI application named on the command line.
 from __future__ import annotations
 
 import importlib
+import os
+import site
 import sys
+import sysconfig
 import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -78,3 +81,43 @@ def _importFailure(spec: str, e: BaseException) -> AppLoadError:
     """
     summary = traceback.format_exception_only(type(e), e)[-1].strip()
     return AppLoadError(f"cannot import --app {spec!r}: {summary}", traceback.format_exc())
+
+
+def _installationDirectories() -> tuple[str, ...]:
+    """
+    Where Python's standard library and installed packages live, and this
+    server's own package: what is not the application's.
+    """
+    found = set()
+    for scheme in sysconfig.get_scheme_names():
+        for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+            try:
+                found.add(sysconfig.get_path(key, scheme, vars={"base": sys.prefix, "platbase": sys.exec_prefix}))
+                found.add(sysconfig.get_path(key, scheme, vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix}))
+            except KeyError:
+                pass
+    found.update(site.getsitepackages() + [site.getusersitepackages()])
+    found.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return tuple(os.path.join(os.path.realpath(d), "") for d in found if d)
+
+
+def ownSources() -> list[str]:
+    """
+    The source files of the modules imported so far from outside the Python
+    installation and this server: the application's own, which C{--reload}
+    watches.
+    """
+    outside = _installationDirectories()
+    found = set()
+    for name, module in list(sys.modules.items()):
+        if name.startswith("twisted."):
+            # Twisted's plugins, this server's among them, may live beside
+            # the application.
+            continue
+        path = getattr(module, "__file__", None)
+        if not path or not path.endswith(".py") or "\n" in path:
+            continue
+        path = os.path.realpath(path)
+        if not path.startswith(outside) and os.path.exists(path):
+            found.add(path)
+    return sorted(found)

@@ -36,6 +36,7 @@ from typing import NoReturn
 from prefork.twistedinternals import reserveSpareDescriptor
 from prefork.web.wsgi import WSGIApplication
 from prefork.config import ServerConfig
+from prefork.hooks import NO_HOOKS, HookLoadError, Hooks, ServerInfo, WorkerInfo, loadHooks
 from prefork.messages import (
     ACTIVATE_SIGNAL,
     EXIT_BOOT_FAILED,
@@ -47,7 +48,7 @@ from prefork.messages import (
     send,
 )
 from prefork.proctitle import setTitle, templateTitle
-from prefork.child.worker import Listener, loadAppOrReport, serve
+from prefork.child.worker import Listener, loadAppOrReport, reportSources, serve
 
 #: Names the descriptor a template that starts over as a new Python reads
 #: its setup from, in place of its standard input.
@@ -60,12 +61,19 @@ class Template:
     """
 
     def __init__(
-        self, config: ServerConfig, generation: int, application: WSGIApplication | None, listeners: list[Listener]
+        self,
+        config: ServerConfig,
+        generation: int,
+        application: WSGIApplication | None,
+        listeners: list[Listener],
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self.config = config
         self.generation = generation
         self.application = application
         self.listeners = listeners
+        self.hooks = hooks
+        self.server = ServerInfo(os.getppid(), generation, config, config.workers)
         self.workers: set[int] = set()
         self.stopping = False
         self._selector = selectors.DefaultSelector()
@@ -137,8 +145,18 @@ class Template:
             send(Message(Event.EXITED, pid, (str(status),)))
 
     def _spawn(self, spare: bool) -> None:
+        preForkFailed = False
+        try:
+            self.hooks.call("pre_fork", self.server, WorkerInfo(None, self.generation, self.config))
+        except BaseException:
+            # The worker is forked all the same, to fail at boot: the
+            # master's backoff and crash-loop halt apply to it.
+            traceback.print_exc()
+            preForkFailed = True
         pid = os.fork()
         if pid == 0:
+            if preForkFailed:
+                os._exit(EXIT_BOOT_FAILED)
             self._becomeWorker(spare)
         self.workers.add(pid)
         send(Message(Event.BORN, pid, ("spare",) if spare else ()))
@@ -156,7 +174,7 @@ class Template:
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.close(devnull)
-            status = serve(self.config, self.generation, self.application, self.listeners, spare)
+            status = serve(self.config, self.generation, self.application, self.listeners, spare, self.hooks, self.server)
         except BaseException:
             traceback.print_exc()
         finally:
@@ -257,9 +275,27 @@ def main(setup: TemplateSetup) -> NoReturn:
     # Until a worker is ready to be woken, waking it must not kill it.
     signal.signal(ACTIVATE_SIGNAL, signal.SIG_IGN)
     listeners = _listeners(setup.sockets)
+    if config.reload:
+        # Python takes a cached module for current when the source's size
+        # and modification second match: an edit within a second of the
+        # last would be missed.  Caching nothing, there is nothing stale.
+        sys.dont_write_bytecode = True
+    hooks = _loadHooks(config)
     application = _preload(setup) if config.preload else None
+    if config.reload:
+        reportSources()
     _prepareWorkers()
-    Template(config, setup.generation, application, listeners).run()
+    Template(config, setup.generation, application, listeners, hooks).run()
+
+
+def _loadHooks(config: ServerConfig) -> Hooks:
+    try:
+        return loadHooks(config.hooks, config.pythonPath)
+    except HookLoadError as e:
+        if e.details:
+            sys.stderr.write(e.details)
+        send(Message(Event.FATAL, os.getpid(), (str(e),)))
+        sys.exit(EXIT_BOOT_FAILED)
 
 
 def runForked(setup: TemplateSetup) -> NoReturn:

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from zope.interface import implementer
+
 # Imported here, in the template, so that a worker only has to install it:
 # importing a reactor module does not install a reactor.
 from twisted.internet import epollreactor
@@ -30,14 +32,16 @@ from twisted.python.threadpool import ThreadPool
 
 from prefork.child.accept import adoptFairPort
 from prefork.web.accesslog import COMBINED, AccessLog
-from prefork.child.appload import AppLoadError, loadApp
+from prefork.child.appload import AppLoadError, loadApp, ownSources
 from prefork.child.childlog import logToStderr
 from prefork.config import ServerConfig
 from prefork.child.exitguard import ExitGuard
 from prefork.child.heartbeat import Heartbeat
+from prefork.hooks import NO_HOOKS, Hooks, IServer, IWorker, ServerInfo
 from prefork.memory import residentBytes
 from prefork.messages import ACTIVATE_SIGNAL, EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
 from prefork.proctitle import setTitle, workerTitle
+from prefork.web.requesthooks import RequestHooks
 from prefork.web.proxies import TrustedProxies
 from prefork.web.site import WorkerSite
 from prefork.web.wsgi import WorkerWSGIResource, WSGIApplication
@@ -80,9 +84,32 @@ def successorPoint(limit: int) -> int:
     return limit - max(1, limit // 5)
 
 
+@implementer(IWorker)
+class WorkerView:
+    """
+    A worker as the hooks see it, read as they call.
+    """
+
+    def __init__(self, config: ServerConfig, generation: int) -> None:
+        self.pid = os.getpid()
+        self.generation = generation
+        self.config = config
+        self.limit = 0
+        self.reason = ""
+        self.status = None
+        self.site: WorkerSite | None = None
+
+    @property
+    def served(self) -> int:
+        return self.site.served if self.site is not None else 0
+
+
 class Worker:
     """
     The life of one worker process, in its own reactor.
+
+    @ivar bootFailed: Whether C{post_worker_init} raised, so that the worker
+        exits as one that could not boot.
     """
 
     def __init__(
@@ -93,9 +120,14 @@ class Worker:
         application: WSGIApplication,
         listeners: Sequence[Listener],
         spare: bool = False,
+        hooks: Hooks = NO_HOOKS,
+        view: WorkerView | None = None,
     ) -> None:
         self.reactor = reactor
         self.spare = spare
+        self.hooks = hooks
+        self.view = view if view is not None else WorkerView(config, generation)
+        self.bootFailed = False
         self.config = config
         self.generation = generation
         self.pid = os.getpid()
@@ -112,6 +144,7 @@ class Worker:
             scriptName=config.scriptName,
             trustedProxies=TrustedProxies(config.forwardedAllowIps),
             displayTracebacks=config.displayTracebacks,
+            requestHooks=RequestHooks.of(hooks.bound("pre_request", self.view), hooks.bound("post_request", self.view)),
         )
         self.accessLog = None if config.accessLog is None else AccessLog(config.accessLog, config.accessLogFormat or COMBINED)
         self.site = WorkerSite(
@@ -123,6 +156,8 @@ class Worker:
             continueOnRead=self.threadpool is not None,
         )
         self.site.nearLimit = successorPoint(self.limit)
+        self.view.limit = self.limit
+        self.view.site = self.site
         self.site.nearingLimit = self._askForSuccessor
         self.heartbeat = Heartbeat(self.pid, self.site)
         self.site.changed = self.heartbeat.changed
@@ -151,18 +186,30 @@ class Worker:
         self.reactor.callWhenRunning(self._running)
 
     def _running(self) -> None:
+        try:
+            self.hooks.call("post_worker_init", self.view)
+        except BaseException:
+            _log.failure("Hook post_worker_init raised: this worker cannot serve")
+            self.bootFailed = True
+            self._stopAccepting()
+            self.reactor.stop()
+            return
         # The reactor installed its own handlers as it started; ours replace
         # them, so that TERM drains instead of dropping connections.
         for signum, handler in [
             (signal.SIGTERM, lambda: self.drain("stop")),
-            (signal.SIGINT, lambda: self.drain("quick", QUICK_STOP_TIMEOUT)),
-            (signal.SIGQUIT, lambda: self.drain("quick", QUICK_STOP_TIMEOUT)),
+            (signal.SIGINT, self._interrupted),
+            (signal.SIGQUIT, self._interrupted),
             (signal.SIGUSR1, self.reopenLogs),
             (ACTIVATE_SIGNAL, self.activate),
         ]:
             signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
         send(Message(Event.READY, self.pid, (str(self.limit), *(("spare",) if self.spare else ()))))
         self._beating.start(HEARTBEAT_INTERVAL)
+
+    def _interrupted(self) -> None:
+        self.hooks.callLogged("worker_int", self.view)
+        self.drain("quick", QUICK_STOP_TIMEOUT)
 
     def _askForSuccessor(self) -> None:
         send(Message(Event.NEARING, self.pid))
@@ -215,6 +262,7 @@ class Worker:
                 self.site.closeIdleConnections()
             return
         self.draining = True
+        self.view.reason = reason
         self.site.closing = True
         # A worker retiring at its limit leaves waiting connections to the
         # others; when the whole server stops, nobody else will take them.
@@ -288,12 +336,22 @@ def loadAppOrReport(config: ServerConfig) -> WSGIApplication | None:
         return None
 
 
+def reportSources() -> None:
+    """
+    Tell the master which files to watch for C{--reload}.
+    """
+    for path in ownSources():
+        send(Message(Event.SOURCE, os.getpid(), (path,)))
+
+
 def serve(
     config: ServerConfig,
     generation: int,
     application: WSGIApplication | None,
     listeners: Sequence[Listener],
     spare: bool = False,
+    hooks: Hooks = NO_HOOKS,
+    server: IServer | None = None,
 ) -> int:
     """
     Be a worker: install a reactor, serve until done, and return the exit
@@ -301,7 +359,13 @@ def serve(
 
     @param application: The preloaded application, or L{None} to import it.
     @param spare: Boot, but accept nothing until L{ACTIVATE_SIGNAL}.
+    @param server: The server as the hooks see it.
     """
+    if server is None:
+        server = ServerInfo(os.getppid(), generation, config, config.workers)
+    view = WorkerView(config, generation)
+    if "worker_abort" in hooks:
+        _callOnAbort(hooks, view)
     # A worker that stops sending heartbeats is sent SIGABRT before it is
     # killed: this prints where every thread was stuck.
     faulthandler.enable(all_threads=True)
@@ -309,12 +373,39 @@ def serve(
     from twisted.internet import reactor
 
     logToStderr(f"worker {os.getpid()}")
+    try:
+        hooks.call("post_fork", server, view)
+    except BaseException:
+        _log.failure("Hook post_fork raised: this worker cannot serve")
+        return EXIT_BOOT_FAILED
     if application is None:
         application = loadAppOrReport(config)
         if application is None:
             return EXIT_BOOT_FAILED
-    worker = Worker(reactor, config, generation, application, listeners, spare)
+        if config.reload:
+            reportSources()
+    worker = Worker(reactor, config, generation, application, listeners, spare, hooks, view)
     worker.start()
     reactor.run()
+    if worker.bootFailed:
+        return EXIT_BOOT_FAILED
+    hooks.callLogged("worker_exit", server, view)
     worker.stopThreads()
     return EXIT_DONE
+
+
+def _callOnAbort(hooks: Hooks, view: WorkerView) -> None:
+    """
+    Call C{worker_abort} when the watchdog sends SIGABRT.  Installed before
+    L{faulthandler}, which prints every thread's stack first and then hands
+    the signal on to this handler; it runs as soon as the main thread runs
+    Python again, then the worker dies of the signal as it would have.
+    """
+
+    def aborted(signum: int, frame: object) -> None:
+        hooks.callLogged("worker_abort", view)
+        sys.stderr.flush()
+        signal.signal(signal.SIGABRT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGABRT)
+
+    signal.signal(signal.SIGABRT, aborted)

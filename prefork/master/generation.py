@@ -234,6 +234,9 @@ class Generation(ProcessProtocol):
         if message.event is Event.FATAL and message.pid == self.pid:
             self.observer.templateFailed(self, message.args[0])
             return
+        if message.event is Event.SOURCE:
+            self.observer.sourceReported(self, message.args[0])
+            return
         record = self.record(message.pid, spare="spare" in message.args)
         record.heard(self.reactor.seconds())
         if message.event is Event.READY:

@@ -60,6 +60,12 @@ class IGenerationObserver(Interface):
         The template cannot serve, for the one-line C{reason}; it exits.
         """
 
+    def sourceReported(generation: Generation, path: str) -> None:
+        """
+        The application of C{generation} was loaded from the source file
+        C{path} (under C{--reload}).
+        """
+
     def templateExited(generation: Generation, error: BaseException | None) -> None:
         """
         The template process has exited, with C{error} unless it exited 0.

@@ -75,7 +75,9 @@ class ListeningSocket:
         if self.unlinkPath is not None:
             try:
                 os.unlink(self.unlinkPath)
-            except FileNotFoundError:
+            except OSError:
+                # Gone already; or root made it and the server has since
+                # switched user (twistd --uid): the next start replaces it.
                 pass
 
 

@@ -90,6 +90,11 @@ class Master(Service):
         self._watchdog.clock = self.reactor
         self.tally = Tally()
         self._twistdLog: BaseLogFile | None = None
+        #: Told of every worker's exit, with its wait status (the hooks).
+        self.childExited: Callable[[Generation, WorkerRecord, int], None] = lambda generation, record, status: None
+        #: Told of each source file of the application a template or worker
+        #: reports (--reload).
+        self.sourceFound: Callable[[str], None] = lambda path: None
 
     @property
     def app(self) -> str:
@@ -243,6 +248,7 @@ class Master(Service):
 
     def workerExited(self, generation: Generation, record: WorkerRecord, status: int) -> None:
         self.tally.workerExited(generation, record, status, self.stopping)
+        self.childExited(generation, record, status)
         if exitedAsAsked(status):
             self._healthy(generation)
             self._log.info(
@@ -267,6 +273,9 @@ class Master(Service):
 
     def templateFailed(self, generation: Generation, reason: str) -> None:
         self._generationFailed(generation, reason)
+
+    def sourceReported(self, generation: Generation, path: str) -> None:
+        self.sourceFound(path)
 
     def templateExited(self, generation: Generation, error: BaseException | None) -> None:
         if generation.stopping or self.stopping:

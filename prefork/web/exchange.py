@@ -30,6 +30,7 @@ from twisted.web.server import Request
 
 
 from prefork.web.environ import native
+from prefork.web.requesthooks import FAILED_STATUS, RequestHooks
 
 if TYPE_CHECKING:
     from prefork.web.wsgi import WSGIApplication
@@ -48,8 +49,6 @@ _BAD_VALUE = re.compile(r"[\r\n\0]")
 _STATUS = re.compile(r"[0-9]{3} [^\r\n\0]*")
 #: SO_LINGER on, with no time: close() resets the connection.
 _LINGER_RESET = struct.pack("ii", 1, 0)
-
-
 class _Exchange:
     """
     One request and the application's response to it: C{start_response},
@@ -63,6 +62,9 @@ class _Exchange:
     """
 
     declaredLength: int | None = None
+    #: Called around the application, when there are request hooks.
+    hooks: RequestHooks | None = None
+    _hookStarted = 0.0
 
     def __init__(self, request: Request, environ: dict[str, Any], displayTracebacks: bool = False) -> None:
         self.request = request
@@ -210,6 +212,14 @@ class _Exchange:
             pass
         transport.abortConnection()
 
+    def hookStatus(self, failed: bool) -> str:
+        """
+        The status the request hooks are told of.
+        """
+        if failed and not self.headersSent or self.status is None:
+            return FAILED_STATUS
+        return self.status
+
     def fail(self, failure: Failure) -> None:
         """
         The application raised: answer 500 if nothing was sent yet, or cut the
@@ -249,14 +259,18 @@ class _InReactorExchange(_Exchange):
 
     _iterable: Iterable[bytes] = ()
     _iterator: Iterator[bytes] | None = None
+    _hooksDone = False
 
     def run(self, application: WSGIApplication) -> None:
+        if self.hooks is not None:
+            self._hookStarted = self.hooks.started(self.environ)
         try:
             self._iterable = application(self.environ, self.startResponse)
             if isinstance(self._iterable, (list, tuple)):
                 body = b"".join(self._iterable)
                 self._closeIterable()
                 self.sendWhole(body)
+                self._hookFinished(False)
                 return
             self._iterator = iter(self._iterable)
         except BaseException:
@@ -274,6 +288,7 @@ class _InReactorExchange(_Exchange):
                 if self.disconnected:
                     self._stop()
                     self._closeIterable()
+                    self._hookFinished(False)
                     return
                 chunk = next(self._iterator)  # type: ignore[arg-type]
             self.sendChunk(chunk)
@@ -281,6 +296,7 @@ class _InReactorExchange(_Exchange):
             self._stop()
             self._closeIterable()
             self.sendEnd()
+            self._hookFinished(False)
         except BaseException:
             self._stop()
             self._failed()
@@ -288,12 +304,19 @@ class _InReactorExchange(_Exchange):
     def stopProducing(self) -> None:
         self.disconnected = True
         self._closeIterable()
+        self._hookFinished(False)
 
     def _lost(self, reason: Failure) -> None:
         # The client went away mid-stream: nothing will pull the rest.
         super()._lost(reason)
         self._iterator = None
         self._closeIterable()
+        self._hookFinished(False)
+
+    def _hookFinished(self, failed: bool) -> None:
+        if self.hooks is not None and not self._hooksDone:
+            self._hooksDone = True
+            self.hooks.finished(self.environ, self.hookStatus(failed), self._hookStarted)
 
     def _stop(self) -> None:
         if self._iterator is None:
@@ -313,6 +336,7 @@ class _InReactorExchange(_Exchange):
         except BaseException:
             _log.failure("WSGI iterable close() failed")
         self.fail(failure)
+        self._hookFinished(True)
 
 
 class _ThreadedExchange(_Exchange):
@@ -337,6 +361,17 @@ class _ThreadedExchange(_Exchange):
         self._writable.set()
 
     def run(self, application: WSGIApplication) -> None:
+        if self.hooks is None:
+            self._run(application)
+            return
+        started = self.hooks.started(self.environ)
+        failed = self._run(application)
+        self.hooks.finished(self.environ, self.hookStatus(failed), started)
+
+    def _run(self, application: WSGIApplication) -> bool:
+        """
+        Run the application; whether it raised.
+        """
         iterable: Iterable[bytes] = ()
         try:
             iterable = application(self.environ, self.startResponse)
@@ -344,7 +379,7 @@ class _ThreadedExchange(_Exchange):
                 body = b"".join(iterable)
                 _close(iterable)
                 self.reactor.callFromThread(self.sendWhole, body)
-                return
+                return False
             for chunk in iterable:
                 if self.disconnected:
                     break
@@ -358,8 +393,9 @@ class _ThreadedExchange(_Exchange):
             except BaseException:
                 _log.failure("WSGI iterable close() failed")
             self.reactor.callFromThread(self.fail, failure)
-            return
+            return True
         self.reactor.callFromThread(self.sendEnd)
+        return False
 
     def writeChunk(self, data: bytes) -> None:
         # Waiting for the reactor thread, and for the connection to drain,

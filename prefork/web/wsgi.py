@@ -28,6 +28,7 @@ from prefork.web.proxies import TrustedProxies
 
 from prefork.web.environ import NotMounted, buildEnviron
 from prefork.web.exchange import _InReactorExchange, _ThreadedExchange
+from prefork.web.requesthooks import RequestHooks
 
 WSGIApplication = Callable[..., Iterable[bytes]]
 
@@ -39,6 +40,7 @@ class WorkerWSGIResource(WSGIResource):
     @param threadpool: Run the application in this pool; L{None} runs it in
         the reactor thread.
     @param extraEnviron: Keys added to every request's environ.
+    @param requestHooks: Called around the application for each request.
     """
 
     def __init__(
@@ -50,12 +52,14 @@ class WorkerWSGIResource(WSGIResource):
         scriptName: str = "",
         trustedProxies: TrustedProxies | None = None,
         displayTracebacks: bool = False,
+        requestHooks: RequestHooks | None = None,
     ) -> None:
         super().__init__(reactor, threadpool, application)
         # Ours: WSGIResource keeps them in private attributes.
         self.reactor = reactor
         self.threadpool = threadpool
         self.application = application
+        self._requestHooks = requestHooks
         self._extraEnviron = dict(
             extraEnviron,
             **{
@@ -74,9 +78,12 @@ class WorkerWSGIResource(WSGIResource):
         except NotMounted:
             return _notFound(request)
         if self.threadpool is None:
-            _InReactorExchange(request, environ, self._displayTracebacks).run(self.application)
+            inReactor = _InReactorExchange(request, environ, self._displayTracebacks)
+            inReactor.hooks = self._requestHooks
+            inReactor.run(self.application)
         else:
             exchange = _ThreadedExchange(request, environ, self.reactor, self._displayTracebacks)
+            exchange.hooks = self._requestHooks
             self.threadpool.callInThread(exchange.run, self.application)
         return NOT_DONE_YET
 
