@@ -34,9 +34,8 @@ class Requirement:
     Something a test needs that a machine with Python alone lacks.
 
     @ivar name: What the tests call it: a program's name, or C{"pypi"}.
-    @ivar source: Where it comes from, for the one line that says it is
-        missing.
-    @ivar problem: Why it cannot be used here, or L{None} if it can.
+    @ivar source: Where it comes from, said after what is missing.
+    @ivar problem: Says why it cannot be used here, or returns L{None}.
     """
 
     name: str
@@ -50,7 +49,7 @@ def _program(name: str, package: str) -> Requirement:
             return f"{name} is not installed (not on PATH, nor in {' or '.join(_SYSTEM_DIRECTORIES)})"
         return None
 
-    return Requirement(name, f"the Debian package {package}", problem)
+    return Requirement(name, f"the Debian package {package} provides it", problem)
 
 
 def _index() -> str:
@@ -84,8 +83,8 @@ REQUIREMENTS: dict[str, Requirement] = {
         _program("systemd-socket-activate", "systemd"),
         _program("systemd-analyze", "systemd"),
         _program("kill", "procps"),
-        Requirement("venv", "the Debian package python3-venv", _venvProblem),
-        Requirement("pypi", f"network access to {_INDEX} (or PIP_INDEX_URL)", _pypiProblem),
+        Requirement("venv", "the Debian package python3-venv provides it", _venvProblem),
+        Requirement("pypi", "the test installs the package and its dependencies from it", _pypiProblem),
     ]
 }
 
@@ -150,7 +149,7 @@ def unmet(names: list[str]) -> list[str]:
     for name in dict.fromkeys(names):
         why = problem(name)
         if why is not None:
-            lines.append(f"{why}; it comes with {REQUIREMENTS[name].source}")
+            lines.append(f"{why}; {REQUIREMENTS[name].source}")
     return lines
 
 
