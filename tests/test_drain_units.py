@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from server import TIMEOUT
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -185,7 +187,23 @@ class Connection:
 
 @pytest.fixture
 def running(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Running]]:
-    yield lambda **config: Running(monkeypatch, **config)
+    """
+    Start workers; stop their heartbeats when the test ends (a running
+    worker's reactor does it as it stops).
+    """
+    before = set(threading.enumerate())
+    started: list[Running] = []
+
+    def start(**config: Any) -> Running:
+        started.append(Running(monkeypatch, **config))
+        return started[-1]
+
+    yield start
+    for w in started:
+        w.worker.heartbeat.stop()
+    for thread in set(threading.enumerate()) - before:
+        thread.join(TIMEOUT)
+        assert not thread.is_alive(), thread
 
 
 def test_drain_in_order(running: Callable[..., Running]) -> None:
