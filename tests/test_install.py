@@ -74,7 +74,8 @@ def test_readme_install_serves_the_demo(servers: list[Server], tmp_path: Path) -
     assert installed.stdout.startswith(f"{venv}/lib/"), installed
 
     server = Server(listen=None, cwd=workdir, env=env)
-    server.command = [str(venv / "bin" / "twistd"), "-n", "prefork", "--port", str(freePort())]
+    # Found on the PATH of the activated virtualenv, as in a shell.
+    server.command = ["twistd", "-n", "prefork", "--port", str(freePort())]
     servers.append(server)
     server.start().serving()
     status, headers, body = server.get("/")
