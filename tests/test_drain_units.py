@@ -131,14 +131,14 @@ class Running:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, **config: Any) -> None:
         self.sent: list[Message] = []
-        record = lambda message, fd=3: self.sent.append(message) or True  # noqa: E731
+        record = lambda message, fd=3: self.sent.append(message) or True
         monkeypatch.setattr(worker, "send", record)
         monkeypatch.setattr(heartbeat, "send", record)
         self.port = FakePort()
         monkeypatch.setattr(worker, "adoptFairPort", lambda reactor, fd, family, site: self.port)
         self.reactor = FakeReactor()
         settings = {"threads": 0, "maxRequests": 0, "gracefulTimeout": 30.0, **config}
-        application = lambda environ, start_response: []  # noqa: E731
+        application = lambda environ, start_response: []
         listener = os.open(os.devnull, os.O_RDONLY)
         self.worker = Worker(self.reactor, ServerConfig(**settings), 1, application, [(listener, socket.AF_INET)])
         self.worker.site.resource = Held()

@@ -8,6 +8,7 @@ from concurrent writers never interleave.
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
 import threading
@@ -60,7 +61,7 @@ def generation() -> tuple[Generation, Observer]:
 
 def pieces(data: bytes, cuts: set[int]) -> list[bytes]:
     bounds = [0, *sorted(cuts), len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 class Logged:
