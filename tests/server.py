@@ -257,6 +257,13 @@ def fetch(connection: http.client.HTTPConnection, path: str = "/") -> tuple[int,
     it (RFC 9112, 9.3.1): a reused connection that the server has closed is
     replaced first, and a GET that got no byte of answer on a reused
     connection is sent once more on a new one.
+
+    The tests that call a change of the worker set "lossless" with this
+    client mean lossless for such a client: one that retries an idempotent
+    request when a keep-alive connection it reuses is closed or reset under
+    it, as a worker that retires or drains may do between two requests.  A
+    request on a new connection is never retried: see
+    L{superdaemon.NewConnectionLoad} for loads that allow no retry at all.
     """
     reused = connection.sock is not None
     if reused and _serverClosed(connection.sock):
@@ -280,7 +287,9 @@ def fetch(connection: http.client.HTTPConnection, path: str = "/") -> tuple[int,
 class Load:
     """
     Clients sending GETs over keep-alive connections from threads, until
-    stopped or until each has sent C{limit} requests.
+    stopped or until each has sent C{limit} requests.  They retry as
+    L{fetch} does: no failure under this load means lossless for a client
+    that retries idempotent requests on a reset keep-alive connection.
     """
 
     def __init__(self, server: Server, clients: int = 4, path: str = "/", limit: int = 5000) -> None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server import APPS, TIMEOUT, Load, UnixHTTPConnection, fetch
+from server import APPS, TIMEOUT, Load, UnixHTTPConnection
 
 SUPERAPP = ("--app", "superapp:application", "--workers", "2")
 
@@ -75,9 +75,10 @@ class Address:
 
 class NewConnectionLoad(Load):
     """
-    A L{Load} whose clients send each request on a new connection: a switch
-    of masters must hand over the connections waiting to be accepted, and no
-    keep-alive retry could hide one that is lost.
+    A L{Load} whose clients send each request on a new connection, once,
+    and count any error as a failure: no retry could hide a request that is
+    lost, whether a switch of masters fails to hand over the connections
+    waiting to be accepted or a worker that retires closes one it accepted.
     """
 
     def __init__(self, address: int | str, clients: int = 3) -> None:
@@ -90,7 +91,9 @@ class NewConnectionLoad(Load):
                 return
             connection = self.server.connection()
             try:
-                self.answers.append(fetch(connection))
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                self.answers.append((response.status, response.read()))
             except (OSError, http.client.HTTPException) as e:
                 self.failures.append(e)
             finally:

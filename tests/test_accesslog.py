@@ -11,6 +11,7 @@ import signal
 import threading
 from pathlib import Path
 
+import pytest
 from server import TIMEOUT, Server, waitUntil
 
 APP = ("--app", "testapp:application")
@@ -118,7 +119,13 @@ def test_bad_access_log_options() -> None:
         assert len([line for line in server.output.splitlines() if line != "<EOF>"]) == 1, server.output
 
 
-def test_without_access_log_nothing_is_written(serve, tmp_path: Path) -> None:
-    server = serve(*APP, "--workers", "1")
-    server.get("/")
-    assert '"GET / HTTP/1.1"' not in server.output
+@pytest.mark.parametrize("logged", [False, True], ids=["without", "to stdout"])
+def test_without_access_log_nothing_is_written(serve, logged: bool) -> None:
+    server = serve(*APP, "--workers", "1", *(("--access-log", "-") if logged else ()))
+    assert server.get("/")[0] == 200
+    # Once the server has exited and its output has ended, everything any
+    # of its processes wrote is in: a line logged for the request would be.
+    assert server.stop() == 0
+    server.waitFor("<EOF>")
+    assert "Generation 1 has ended" in server.output
+    assert ('"GET / HTTP/1.1"' in server.output) == logged

@@ -4,6 +4,8 @@ Per-worker request limits and the exit guard.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -72,21 +74,41 @@ def test_limits_drawn_between_min_and_max(serve) -> None:
     assert len(set(retired.values())) > 1
 
 
+def release(fifo: Path) -> None:
+    """
+    Let the guarded work that waits on C{fifo} finish: open it for writing,
+    once the work has opened it for reading.
+    """
+
+    def opened() -> bool:
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError as e:
+            if e.errno != errno.ENXIO:  # no reader yet
+                raise
+            return False
+        return True
+
+    waitUntil(opened, what="the guarded work to wait for its release")
+
+
 def test_exit_guard_keeps_worker_until_work_is_done(serve, tmp_path: Path) -> None:
     server = serve(*APP, "--workers", "2", "--max-requests", "1")
-    marker = tmp_path / "marker"
-    status, headers, _ = server.get(f"/guard?seconds=1&marker={marker}")
+    marker, fifo = tmp_path / "marker", tmp_path / "release"
+    os.mkfifo(fifo)
+    status, headers, _ = server.get(f"/guard?release={fifo}&marker={marker}")
     assert status == 200
     guarded = int(headers["x-pid"])
     # The response is out, the worker has reached its limit, and the work
-    # goes on: the worker waits for it.
-    assert alive(guarded) and not marker.exists()
+    # goes on until released: the worker waits for it, and takes no request.
     others = set()
-    while alive(guarded) and not marker.exists():
+    for _ in range(10):
         status, headers, _ = server.get("/")
         assert status == 200
         others.add(int(headers["x-pid"]))
     assert guarded not in others and others
+    assert alive(guarded) and not marker.exists()
+    release(fifo)
     waitUntil(lambda: not alive(guarded), what="the guarded worker to exit")
     assert marker.read_text() == str(guarded)
     server.waitFor(rf"Worker {guarded} exited after 1 requests")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -16,9 +15,11 @@ from pathlib import Path
 import pytest
 from server import TIMEOUT, Server, alive, descendants, waitUntil
 from superdaemon import SUPERAPP, NewConnectionLoad, freePort, getJSON
+from tools import program, requires
+
+pytestmark = requires("nginx")
 
 RECIPE = Path(__file__).parent.parent / "contrib" / "nginx" / "prefork.conf"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 MAIN = """
 daemon off;
@@ -65,7 +66,7 @@ def nginx(tmp_path: Path) -> Iterator[tuple[int, str]]:
     root.mkdir()
     config = nginxConfig(root, port, socketPath)
     process = subprocess.Popen(
-        [NGINX, "-p", str(root), "-e", str(root / "error.log"), "-c", str(config)],
+        [program("nginx"), "-p", str(root), "-e", str(root / "error.log"), "-c", str(config)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     try:

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from server import APPS, TIMEOUT, Server, twistd
 from superdaemon import SUPERAPP, NewConnectionLoad, deployApp, freePort, getJSON
+from tools import program, requires
 
 
 def startServer(servers: list[Server], directory: Path, listen: int | str) -> Server:
     option = f"--port=127.0.0.1:{listen}" if isinstance(listen, int) else f"--path={listen}"
-    server = Server(*SUPERAPP, listen=None, cwd=directory, prefix=("start_server", option, "--"))
+    server = Server(*SUPERAPP, listen=None, cwd=directory, prefix=(program("start_server"), option, "--"))
     servers.append(server)
     server.start()
     key = f"127.0.0.1:{listen}" if isinstance(listen, int) else listen
@@ -28,6 +29,7 @@ def startServer(servers: list[Server], directory: Path, listen: int | str) -> Se
     return server
 
 
+@requires("start_server")
 @pytest.mark.parametrize("kind", ["tcp", "unix"])
 def test_hot_deploy_under_load(servers: list[Server], tmp_path: Path, kind: str) -> None:
     deployApp(tmp_path, "1")

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from server import TIMEOUT, Server, UnixHTTPConnection, waitUntil
 from statusclient import STATUS, fetch, metrics, status, statusPort
+from tools import program, requires
 
 APP = ("--app", "testapp:application")
 #: Where the screenshot README.rst shows is kept.
@@ -124,10 +125,8 @@ def chromium(*args: str, timeout: float = TIMEOUT, profile: Path) -> str:
     Run headless Chromium with a fresh profile; stop it by its pid if it
     hangs.
     """
-    executable = shutil.which("chromium")
-    assert executable, "the status page test needs Debian's chromium (apt-get install chromium)"
     command = [
-        executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        program("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         f"--user-data-dir={profile}", *args,
     ]
@@ -141,6 +140,7 @@ def chromium(*args: str, timeout: float = TIMEOUT, profile: Path) -> str:
     return out.decode("utf-8", "replace")
 
 
+@requires("chromium")
 def test_page_renders_in_chromium(serve, slowRequest, tmp_path: Path) -> None:
     # In the reactor thread, so that the busy worker takes no other request.
     server = serve(*APP, *STATUS, "--workers", "3", "--max-requests", "9", "--threads", "0")

@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import select
 import signal
+import threading
 from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from server import TIMEOUT
 
 from prefork.child import heartbeat
 from prefork.web.accesslog import COMBINED, checkFormat, escape, logTime
@@ -147,7 +149,35 @@ def readLines(fd: int) -> list[bytes]:
         return []
 
 
+class ThrottleTime:
+    """
+    The clock of a heartbeat's throttle, set by the test; the held-change
+    thread's sleep lasts until the test lets it end.
+    """
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+        self.sleeping = threading.Event()
+        self.wakeUp = threading.Event()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.sleeping.set()
+        assert self.wakeUp.wait(TIMEOUT), "the test never ended the throttle's sleep"
+
+
+def heartbeatThreads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "prefork-heartbeat"]
+
+
 def test_heartbeat_throttles_changes(monkeypatch) -> None:
+    clock = ThrottleTime()
+    others = heartbeatThreads()
+    monkeypatch.setattr(heartbeat, "time", clock)
     monkeypatch.setattr(heartbeat, "MIN_INTERVAL", 0.5)
     readEnd, writeEnd = os.pipe()
     os.set_blocking(readEnd, False)
@@ -158,15 +188,28 @@ def test_heartbeat_throttles_changes(monkeypatch) -> None:
         site.inFlight = 1
         beat.changed()
         assert [Message.decode(line).report().inFlight for line in readLines(readEnd)] == [1]
-        # Changes within the interval are held, and sent together once.
+        # Changes within the interval are held, to be sent together once
+        # the interval has passed.
+        clock.now += 0.1
         for i in range(100):
             site.inFlight = i % 2
             site.served = i
             beat.changed()
+        assert clock.sleeping.wait(TIMEOUT)
+        [sender] = [thread for thread in heartbeatThreads() if thread not in others]
+        assert clock.slept == [pytest.approx(0.4)]
         assert readLines(readEnd) == []
-        assert select.select([readEnd], [], [], 30)[0] == [readEnd]
+        clock.now += 0.4
+        clock.wakeUp.set()
+        assert select.select([readEnd], [], [], TIMEOUT)[0] == [readEnd]
         [held] = [Message.decode(line).report() for line in readLines(readEnd)]
         assert (held.served, held.inFlight) == (99, 1)
+        # Stopping sends the final report and ends the thread.
+        site.served = 100
+        beat.stop()
+        sender.join(TIMEOUT)
+        assert not sender.is_alive()
+        assert [Message.decode(line).report().served for line in readLines(readEnd)] == [100]
     finally:
         os.close(readEnd)
         os.close(writeEnd)

@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 from server import APPS, TIMEOUT, Server, alive, descendants, twistd, waitUntil
 from superdaemon import SUPERAPP, deployApp, freePort, getJSON
+from tools import program, requires
 
 ACTIVATE = "systemd-socket-activate"
+#: A test that runs the server under systemd-socket-activate.
+activated = requires(ACTIVATE)
 
 
 def activate(servers: list[Server], listen: list[str], *args: str, names: str | None = None) -> Server:
@@ -25,7 +28,7 @@ def activate(servers: list[Server], listen: list[str], *args: str, names: str | 
     Run the server under systemd-socket-activate listening on C{listen}; it
     starts twistd at the first connection.
     """
-    prefix = [ACTIVATE] + [f"--listen={address}" for address in listen]
+    prefix = [program(ACTIVATE)] + [f"--listen={address}" for address in listen]
     if names is not None:
         prefix.append(f"--fdname={names}")
     server = Server(*SUPERAPP, *args, listen=None, prefix=tuple(prefix))
@@ -36,6 +39,7 @@ def activate(servers: list[Server], listen: list[str], *args: str, names: str | 
     return server
 
 
+@activated
 def test_socket_activation(servers: list[Server]) -> None:
     port = freePort()
     server = activate(servers, [f"127.0.0.1:{port}"], names="web")
@@ -49,6 +53,7 @@ def test_socket_activation(servers: list[Server]) -> None:
     assert server.stop() == 0
 
 
+@activated
 def test_two_sockets(servers: list[Server], tmp_path: Path) -> None:
     port, path = freePort(), str(tmp_path / "app.sock")
     server = activate(servers, [f"127.0.0.1:{port}", path], names="web:local")
@@ -63,6 +68,7 @@ def test_two_sockets(servers: list[Server], tmp_path: Path) -> None:
     assert os.path.exists(path)
 
 
+@activated
 @pytest.mark.parametrize("description", ["systemd:domain=INET:index=0", "systemd:domain=UNIX:index=1"])
 def test_systemd_endpoint_string(servers: list[Server], tmp_path: Path, description: str) -> None:
     """
@@ -245,10 +251,11 @@ def localUnit(path: Path, directory: Path) -> Path:
     return copy
 
 
+@requires("systemd-analyze")
 def test_units_verify(tmp_path: Path) -> None:
     units = [localUnit(CONTRIB / name, tmp_path) for name in ("prefork.socket", "prefork.service")]
     result = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", *map(str, units)],
+        [program("systemd-analyze"), "verify", "--man=no", *map(str, units)],
         capture_output=True, text=True, timeout=TIMEOUT,
     )
     assert (result.returncode, result.stderr) == (0, "")
@@ -262,6 +269,7 @@ def test_units_timeouts_agree() -> None:
     assert graceful < float(service["TimeoutStopSec"][0]) <= graceful + 15
 
 
+@requires(ACTIVATE, "kill")
 def test_units_run(servers: list[Server], notify: NotifySocket, tmp_path: Path) -> None:
     """
     What systemd does with the units, done by systemd-socket-activate and
@@ -275,7 +283,7 @@ def test_units_run(servers: list[Server], notify: NotifySocket, tmp_path: Path) 
     command = service["ExecStart"][0].split()
     server = Server(listen=None, cwd=Path(service["WorkingDirectory"][0]), env=dict(os.environ, NOTIFY_SOCKET=notify.address))
     # systemd-socket-activate passes on only the variables it is told to.
-    server.command = [ACTIVATE, f"--listen={path}", f"--fdname={name}", "--setenv=NOTIFY_SOCKET", *command]
+    server.command = [program(ACTIVATE), f"--listen={path}", f"--fdname={name}", "--setenv=NOTIFY_SOCKET", *command]
     servers.append(server)
     server.start()
     server.waitFor(rf"Listening on {path} as 3\.")

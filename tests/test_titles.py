@@ -1,5 +1,5 @@
 """
-Process titles, with the [proctitle] extra and without it.
+Process titles, with setproctitle and without it.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def processes(server: Server) -> tuple[int, list[int]]:
 
 
 def test_titles(serve) -> None:
-    pytest.importorskip("setproctitle", reason="the titles need the [proctitle] extra, which the test extra installs")
+    pytest.importorskip("setproctitle", reason="setproctitle, a dependency, is not installed")
     server = serve(*APP, "--workers", "2", "--spare-workers", "1", "--max-requests", "50")
     template, workers = processes(server)
     for _ in range(5):
@@ -71,6 +71,11 @@ def test_titles(serve) -> None:
 
 
 def test_without_setproctitle(serve, monkeypatch) -> None:
+    """
+    A platform without setproctitle (a normal dependency, but one that may
+    fail to build there) gets a server that works the same, with the
+    interpreter's own command lines in C{ps}.
+    """
     hideSetproctitle(monkeypatch)
     server = serve(*APP, "--workers", "2", "--spare-workers", "1")
     template, workers = processes(server)

@@ -40,6 +40,7 @@ class Heartbeat:
         self.rss = 0
         self._lastChange = float("-inf")
         self._held = False
+        self._stopped = False
         self._wake = threading.Event()
         self._sender: threading.Thread | None = None
 
@@ -85,12 +86,17 @@ class Heartbeat:
             self._wake.wait()
             self._wake.clear()
             time.sleep(max(0.0, self._lastChange + MIN_INTERVAL - time.monotonic()))
+            if self._stopped:
+                return
             self._held = False
             self._lastChange = time.monotonic()
             self.beat()
 
     def stop(self) -> None:
         """
-        Send the last report, with the final count of requests.
+        Send the last report, with the final count of requests, and end
+        the thread that sends held changes.
         """
+        self._stopped = True
+        self._wake.set()
         self.beat()

@@ -101,7 +101,10 @@ class WorkerRequest(Request):
 
     def write(self, data: bytes) -> None:
         if not self.startedWriting and not self.lost:
-            if self.clientproto == b"HTTP/1.0" and self.channel.persistent:
+            if self.channel.site.closing:
+                # Admitted before the worker began to drain.
+                self.closeConnectionAfterResponse()
+            elif self.clientproto == b"HTTP/1.0" and self.channel.persistent:
                 self._keepAliveHTTP10()
             elif self.dispatchedEarly and not self.content.complete:
                 # Answered without (all of) its body: the connection ends.
@@ -371,6 +374,9 @@ class WorkerChannel(HookedHTTPChannel):
             # be read as the next request.
             self._early = None
             self._finished = True
+            self.persistent = False
+        if self.site.closing:
+            # Its head went out before the worker began to drain.
             self.persistent = False
         if self.persistent:
             # Before Twisted replays a pipelined request, which moves the

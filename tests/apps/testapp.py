@@ -15,13 +15,21 @@ NOT_CALLABLE = 42
 _hoard = []
 
 
-def _guarded(environ, seconds, marker):
+def _guarded(environ, seconds, marker, release=None):
+    """
+    Work under the exit guard: it lasts C{seconds}, or, given the path of a
+    FIFO as C{release}, until the test opens that FIFO for writing.
+    """
     guard = environ["prefork.exit_guard"]
     guard.begin()
 
     def work():
         try:
-            time.sleep(seconds)
+            if release is None:
+                time.sleep(seconds)
+            else:
+                with open(release, "rb") as fifo:
+                    fifo.read()
             with open(marker, "w") as f:
                 f.write(str(os.getpid()))
         finally:
@@ -56,7 +64,7 @@ def application(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps({k: v for k, v in environ.items() if isinstance(v, (str, bool, int))}).encode()]
     if path == "/guard":
-        _guarded(environ, float(query["seconds"]), query["marker"])
+        _guarded(environ, float(query.get("seconds", 0)), query["marker"], query.get("release"))
     if path == "/allocate":
         # Filled, not zeroed: untouched pages would not count as resident.
         _hoard.append(b"\x01" * (int(query["mb"]) << 20))
@@ -64,6 +72,8 @@ def application(environ, start_response):
         print(f"sleeping in {os.getpid()}", flush=True)
         time.sleep(float(query["seconds"]))
     if path == "/crash":
+        # When, on the clock /proc counts process start times by.
+        print(f"crashing {os.getpid()} at {time.clock_gettime(time.CLOCK_BOOTTIME):.3f}", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     start_response("200 OK", headers + [("X-Pid", str(os.getpid()))])
     return [str(os.getpid()).encode()]
