@@ -6,8 +6,9 @@ the workers apart::
     prefork template [myapp.wsgi:application] gen 3
     prefork worker [myapp.wsgi:application] gen 3 57/100
 
-Titles need the optional C{setproctitle} package (the C{[proctitle]} extra);
-without it, setting a title does nothing and everything else works the same.
+Titles need the C{setproctitle} package, a dependency; where it could not
+be installed (a platform it has no wheel for, say), setting a title does
+nothing and everything else works the same.
 """
 
 from __future__ import annotations
