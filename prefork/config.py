@@ -60,6 +60,9 @@ class ServerConfig:
         addresses, networks, or C{"*"}.
     @ivar displayTracebacks: Send an application's traceback to the client
         with its 500 response.
+    @ivar maxUss: A worker whose unique memory (its private pages, see
+        L{prefork.memory}) passes this many megabytes retires; 0 means no
+        limit.
     """
 
     app: str = DEMO_APP
@@ -88,6 +91,7 @@ class ServerConfig:
     scriptName: str = ""
     forwardedAllowIps: tuple[str, ...] = ("127.0.0.1",)
     displayTracebacks: bool = False
+    maxUss: int = 0
 
     def toJSON(self) -> str:
         return json.dumps(asdict(self))

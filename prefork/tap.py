@@ -64,6 +64,7 @@ class Options(usage.Options):
         ["script-name", None, "", "Mount the app below this URL prefix (its SCRIPT_NAME), e.g. /app."],
         ["forwarded-allow-ips", None, "127.0.0.1",
          "Comma-separated addresses or networks (or *) whose X-Forwarded-Proto sets wsgi.url_scheme."],
+        ["max-uss", None, "0", "Retire a worker once its unique memory (private pages) passes this many MB (0 = no limit)."],
     ]
     optFlags = [
         ["no-preload", None, "Import the app in each worker after the fork, instead of once in the template."],
@@ -178,6 +179,7 @@ class Options(usage.Options):
             scriptName=_scriptName(self["script-name"]),
             forwardedAllowIps=_forwardedAllowIps(self["forwarded-allow-ips"]),
             displayTracebacks=bool(self["display-tracebacks"]),
+            maxUss=_number(self, "max-uss", 0),
         )
 
 
@@ -273,7 +275,8 @@ def makeService(options: Options) -> IService:
         master.observers.append(NotifyingObserver(notifier))
     master.setServiceParent(top)
     if options["statusEndpoint"] is not None:
-        StatusService(options["statusEndpoint"], options["status"], StatusCollector(master)).setServiceParent(top)
+        status = StatusService(options["statusEndpoint"], options["status"], StatusCollector(master), until=master.whenStopped)
+        status.setServiceParent(top)
     if TITLES:
         TitleService(lambda: masterTitle(config.app, currentGeneration(master), master.workerCount)).setServiceParent(top)
     return top

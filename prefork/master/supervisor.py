@@ -90,6 +90,7 @@ class Master(Service):
         self._watchdog.clock = self.reactor
         self.tally = Tally()
         self._twistdLog: BaseLogFile | None = None
+        self._stopWaiters: list[Deferred[None]] = []
 
     @property
     def app(self) -> str:
@@ -127,10 +128,22 @@ class Master(Service):
         done.addCallback(self._stopped)
         return done
 
+    def whenStopped(self) -> Deferred[None]:
+        """
+        A Deferred that fires once the server has stopped: every worker and
+        template has exited.
+        """
+        waiter: Deferred[None] = Deferred()
+        self._stopWaiters.append(waiter)
+        return waiter
+
     def _stopped(self, result: object) -> None:
         if self._killTimer is not None and self._killTimer.active():
             self._killTimer.cancel()
         self._log.info("All workers have exited")
+        waiters, self._stopWaiters = self._stopWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
         if self.exitCode:
             _exitWith(self.exitCode)
 
