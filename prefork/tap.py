@@ -21,7 +21,7 @@ from prefork.config import DEMO_APP, ServerConfig
 from prefork.master.supervisor import Master
 from prefork.proctitle import AVAILABLE as TITLES, TitleService, masterTitle
 from prefork.web.proxies import parseForwardedAllowIps
-from prefork.master.sdnotify import NotifyingObserver, SystemdNotifier
+from prefork.master.sdnotify import NotifyingObserver, SystemdNotifier, SystemdWatchdog, watchdogInterval
 from prefork.master.sockets import CannotListen, ListeningSocket, listen
 from prefork.status.collector import StatusCollector, currentGeneration
 from prefork.status.page import StatusService
@@ -274,6 +274,9 @@ def makeService(options: Options) -> IService:
     if notifier is not None:
         master.observers.append(NotifyingObserver(notifier))
     master.setServiceParent(top)
+    watchdog = watchdogInterval()
+    if notifier is not None and watchdog is not None:
+        SystemdWatchdog(notifier, master, watchdog).setServiceParent(top)
     if options["statusEndpoint"] is not None:
         status = StatusService(options["statusEndpoint"], options["status"], StatusCollector(master), until=master.whenStopped)
         status.setServiceParent(top)
