@@ -190,7 +190,7 @@ class Worker:
     def _overMemoryLimit(self, memory: MemoryUsage) -> bool:
         """
         Whether the worker uses more memory than C{--max-rss} or
-        C{--max-uss} allow; if so, say which.
+        C{--max-uss} allow; if so, log which limit it passed.
         """
         config = self.config
         if config.maxRss and memory.rss > config.maxRss * 2**20:
