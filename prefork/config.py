@@ -64,6 +64,9 @@ class ServerConfig:
         L{prefork.hooks}), or L{None}.
     @ivar reload: Templates and workers report the application's source
         files, which the master watches (C{--reload}).
+    @ivar maxUss: A worker whose unique memory (its private pages, see
+        L{prefork.memory}) passes this many megabytes retires; 0 means no
+        limit.
     """
 
     app: str = DEMO_APP
@@ -94,6 +97,7 @@ class ServerConfig:
     displayTracebacks: bool = False
     hooks: str | None = None
     reload: bool = False
+    maxUss: int = 0
 
     def toJSON(self) -> str:
         return json.dumps(asdict(self))

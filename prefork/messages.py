@@ -172,6 +172,9 @@ class WorkerReport:
     @ivar lastDuration: How long the last answered request took, in
         microseconds.
     @ivar lastPath: The path of the last request admitted (C{""}: none yet).
+    @ivar uss: Unique memory (private pages), in bytes.
+    @ivar pss: Proportional memory (shared pages split between sharers), in
+        bytes.
     """
 
     served: int = 0
@@ -179,10 +182,18 @@ class WorkerReport:
     rss: int = 0
     lastDuration: int = 0
     lastPath: str = ""
+    uss: int = 0
+    pss: int = 0
 
     def toArgs(self) -> tuple[str, ...]:
-        # The path goes last: it is the only field that is not a number.
-        return (str(self.served), str(self.inFlight), str(self.rss), str(self.lastDuration), self.lastPath or "-")
+        # The path is one word (see printablePath).  The fields added after
+        # it come last, so that a master and a template of different
+        # versions (during a reload after an upgrade) still read each
+        # other's beats: what one side does not know is left at 0.
+        return (
+            str(self.served), str(self.inFlight), str(self.rss), str(self.lastDuration), self.lastPath or "-",
+            str(self.uss), str(self.pss),
+        )
 
     @classmethod
     def fromArgs(cls, args: tuple[str, ...]) -> WorkerReport:
@@ -193,8 +204,11 @@ class WorkerReport:
         """
         if not args:
             raise ValueError("a beat without its count of requests")
-        served, inFlight, rss, lastDuration, lastPath = (*args[:5], "0", "0", "0", "-")[:5]
-        return cls(int(served), int(inFlight), int(rss), int(lastDuration), "" if lastPath == "-" else lastPath)
+        defaults = ("0", "0", "0", "0", "-", "0", "0")
+        served, inFlight, rss, lastDuration, lastPath, uss, pss = (*args[:7], *defaults[len(args):])
+        return cls(
+            int(served), int(inFlight), int(rss), int(lastDuration), "" if lastPath == "-" else lastPath, int(uss), int(pss),
+        )
 
 
 def printablePath(path: bytes, limit: int = 200) -> str:

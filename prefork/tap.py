@@ -27,7 +27,7 @@ from prefork.config import DEMO_APP, ServerConfig
 from prefork.master.supervisor import Master
 from prefork.proctitle import AVAILABLE as TITLES, TitleService, masterTitle
 from prefork.web.proxies import parseForwardedAllowIps
-from prefork.master.sdnotify import NotifyingObserver, SystemdNotifier
+from prefork.master.sdnotify import NotifyingObserver, SystemdNotifier, SystemdWatchdog, watchdogInterval
 from prefork.master.sockets import CannotListen, ListeningSocket, listen
 from prefork.status.collector import StatusCollector, currentGeneration
 from prefork.status.page import StatusService
@@ -72,6 +72,7 @@ class Options(usage.Options):
          "Comma-separated addresses or networks (or *) whose X-Forwarded-Proto sets wsgi.url_scheme."],
         ["config", "c", None, "Read options from this TOML file; the command line and PREFORK_* variables override it."],
         ["hooks", None, None, "Server hooks: a module, or MODULE:OBJECT, holding gunicorn's hooks (post_fork, ...)."],
+        ["max-uss", None, "0", "Retire a worker once its unique memory (private pages) passes this many MB (0 = no limit)."],
     ]
     optFlags = [
         ["no-preload", None, "Import the app in each worker after the fork, instead of once in the template."],
@@ -229,6 +230,7 @@ class Options(usage.Options):
             displayTracebacks=bool(self["display-tracebacks"]),
             hooks=_hooksSpec(self["hooks"]),
             reload=bool(self["reload"]),
+            maxUss=_number(self, "max-uss", 0),
         )
         if self["print-config"]:
             self._printConfig()
@@ -374,8 +376,12 @@ def makeService(options: Options) -> IService:
     if notifier is not None:
         master.observers.append(NotifyingObserver(notifier))
     master.setServiceParent(top)
+    watchdog = watchdogInterval()
+    if notifier is not None and watchdog is not None:
+        SystemdWatchdog(notifier, master, watchdog).setServiceParent(top)
     if options["statusEndpoint"] is not None:
-        StatusService(options["statusEndpoint"], options["status"], StatusCollector(master)).setServiceParent(top)
+        status = StatusService(options["statusEndpoint"], options["status"], StatusCollector(master), until=master.whenStopped)
+        status.setServiceParent(top)
     if TITLES:
         TitleService(lambda: masterTitle(config.app, currentGeneration(master), master.workerCount)).setServiceParent(top)
     if config.reload:

@@ -1,5 +1,6 @@
 """
-Reading a test server's status page: its JSON, its metrics, its HTML.
+Reading a test server's status page: its JSON, its metrics, its HTML, its
+probes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,22 @@ def fetch(server: Server, path: str) -> tuple[int, str, bytes]:
         connection.request("GET", path)
         response = connection.getresponse()
         return response.status, response.getheader("content-type", ""), response.read()
+    finally:
+        connection.close()
+
+
+def probe(port: int, path: str) -> tuple[int, str] | None:
+    """
+    The status and body of a GET of C{path} on the status port; L{None}
+    once nothing listens there.
+    """
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    except ConnectionRefusedError:
+        return None
     finally:
         connection.close()
 

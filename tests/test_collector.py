@@ -5,49 +5,23 @@ clock: no master, no processes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
+from fakestate import FakeGeneration, FakeServer, worker
 from twisted.internet.task import Clock
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from prefork.master.interfaces import IGenerationState, IServerState
-from prefork.master.workers import Tally, WorkerRecord
+from prefork.master.workers import WorkerRecord
 from prefork.messages import WorkerReport
-from prefork.status.collector import StatusCollector, currentGeneration
+from prefork.status.collector import (
+    HISTORY_POINTS,
+    HISTORY_STEP,
+    StatusCollector,
+    currentGeneration,
+)
+from prefork.status.probes import readiness
 
 START = 1000.0
-
-
-@implementer(IGenerationState)
-@dataclass
-class FakeGeneration:
-    number: int
-    stopping: bool = False
-    records: list[WorkerRecord] = field(default_factory=list)
-
-    def serving(self) -> int:
-        return sum(1 for record in self.records if record.accepting)
-
-    def workersByAge(self) -> list[WorkerRecord]:
-        return sorted(self.records, key=lambda record: record.born)
-
-
-@implementer(IServerState)
-@dataclass
-class FakeServer:
-    app: str = "myproject.wsgi:application"
-    workerCount: int = 2
-    generations: list[FakeGeneration] = field(default_factory=list)
-    tally: Tally = field(default_factory=Tally)
-
-
-def worker(pid: int, born: float, served: int = 0, limit: int = 100, inFlight: int = 0, spare: bool = False) -> WorkerRecord:
-    record = WorkerRecord(pid, spare=spare, born=born, lastHeard=born)
-    record.ready(limit)
-    record.beat(WorkerReport(served=served, inFlight=inFlight, rss=30 << 20, lastDuration=1500, lastPath="/p"))
-    return record
 
 
 @pytest.fixture
@@ -60,7 +34,7 @@ def server() -> FakeServer:
     old.draining("stop", served=60)
     busy, idle = worker(201, born=START - 10, served=5, inFlight=1), worker(202, born=START - 20, served=3)
     spare, booting = worker(203, born=START - 5, spare=True), WorkerRecord(204, born=START - 1)
-    server = FakeServer(generations=[FakeGeneration(1, True, [old]), FakeGeneration(2, False, [busy, idle, spare, booting])])
+    server = FakeServer(generations=[FakeGeneration(1, True, [old], True), FakeGeneration(2, False, [busy, idle, spare, booting], True)])
     gone = WorkerRecord(100, served=100)
     gone.draining("limit", served=100)
     server.tally.workerExited(server.generations[0], gone, 0, False)
@@ -92,6 +66,7 @@ def test_snapshot(server: FakeServer) -> None:
     busy = status.workers[2]
     assert (busy.served, busy.limit, busy.inFlight, busy.rss, busy.age) == (5, 100, 1, 30 << 20, 40)
     assert (busy.lastPath, busy.lastDuration) == ("/p", 1500)
+    assert (busy.uss, busy.pss) == (9 << 20, 14 << 20)
     assert status.byState() == {"booting": 1, "spare": 1, "idle": 1, "busy": 1, "draining": 1}
 
 
@@ -115,3 +90,65 @@ def test_current_generation() -> None:
     assert currentGeneration(FakeServer(generations=[FakeGeneration(3), FakeGeneration(4, stopping=True)])) == 3
     # While the server stops, every generation is stopping: the newest.
     assert currentGeneration(FakeServer(generations=[FakeGeneration(3, True), FakeGeneration(4, True)])) == 4
+
+
+def test_request_rate_history(server: FakeServer) -> None:
+    """
+    One point per step, each the rate over its own step, the oldest
+    dropped after a few minutes.
+    """
+    clock = Clock()
+    clock.advance(START)
+    collector = StatusCollector(server, clock)
+    collector.startService()
+    busy = server.generations[1].records[0]
+    served = busy.served
+    for second in range(1, HISTORY_STEP * 3 + 1):
+        # 2 requests a second for one step, 10 a second for the next, none
+        # in the third.
+        served += [2, 10, 0][(second - 1) // HISTORY_STEP]
+        busy.beat(WorkerReport(served=served))
+        clock.advance(1)
+    assert collector.snapshot().history == pytest.approx((2.0, 10.0, 0.0))
+    clock.pump([1] * HISTORY_STEP * HISTORY_POINTS)
+    history = collector.snapshot().history
+    collector.stopService()
+    assert len(history) == HISTORY_POINTS and set(history) == {0.0}
+
+
+def test_ready_while_a_worker_accepts(server: FakeServer) -> None:
+    answer = readiness(server)
+    assert answer.ready and str(answer) == "ready: 2 workers accepting connections"
+
+
+def test_ready_during_a_reload(server: FakeServer) -> None:
+    """
+    A new generation that has not served yet does not make the server
+    unready while the old one serves.
+    """
+    old = server.generations[1]
+    server.generations.append(FakeGeneration(3, records=[WorkerRecord(301, born=START)]))
+    assert readiness(server).ready
+    # The reload is done: the new generation serves, the old one drains.
+    old.stopping = True
+    assert str(readiness(server)) == "not ready: no worker accepts connections"
+    server.generations[-1].records[0].ready(100)
+    assert str(readiness(server)) == "ready: 1 worker accepting connections"
+
+
+def test_not_ready_before_the_first_worker() -> None:
+    server = FakeServer(generations=[FakeGeneration(1, records=[WorkerRecord(101, born=START)])])
+    assert str(readiness(server)) == "not ready: starting: no worker is ready yet"
+    assert str(readiness(FakeServer())) == "not ready: starting: no worker is ready yet"
+
+
+def test_not_ready_once_stopping(server: FakeServer) -> None:
+    server.stopping = True
+    assert str(readiness(server)) == "not ready: stopping: finishing the requests in flight"
+
+
+def test_not_ready_when_no_worker_accepts(server: FakeServer) -> None:
+    for record in server.generations[1].records:
+        if record.accepting:
+            record.draining("limit")
+    assert str(readiness(server)) == "not ready: no worker accepts connections"

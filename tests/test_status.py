@@ -140,10 +140,23 @@ def chromium(*args: str, timeout: float = TIMEOUT, profile: Path) -> str:
     return out.decode("utf-8", "replace")
 
 
+def buildHistory(server: Server, bursts: list[int]) -> None:
+    """
+    Send each burst of requests at the start of a step of the request
+    rate's history, and wait for the step to end.
+    """
+    for count in bursts:
+        points = len(status(server)["requests_per_second_history"])
+        sequential(server, count, "/hello/world?q=1")
+        waitUntil(lambda points=points: len(status(server)["requests_per_second_history"]) > points, what="the next point of history")
+
+
 @requires("chromium")
 def test_page_renders_in_chromium(serve, slowRequest, tmp_path: Path) -> None:
     # In the reactor thread, so that the busy worker takes no other request.
     server = serve(*APP, *STATUS, "--workers", "3", "--max-requests", "9", "--threads", "0")
+    bursts = [20, 45, 30, 60, 40, 25]
+    buildHistory(server, bursts)
     # The slow request first, so that it is no worker's last: that worker
     # would show draining.  Then enough requests to retire a worker.
     slowRequest(server, 10)
@@ -168,8 +181,15 @@ def test_page_renders_in_chromium(serve, slowRequest, tmp_path: Path) -> None:
     assert len(busy) == 1 and "/sleep" in busy[0]
     assert re.search(r"<title>prefork: testapp:application</title>", dom)
     assert "requests/s (10 s)" in dom and "restarts" in dom
+    assert "<th>RSS</th><th>USS</th><th>PSS</th>" in dom
+    for _, _, cells in rows:
+        assert cells.count(" MB</td>") == 3, cells
+    # The history chart, inline: a line through one point per step.
+    [points] = re.findall(r'<svg class="chart".*?<polyline points="([^"]+)"', dom, re.DOTALL)
+    assert len(points.split()) >= len(bursts)
+    assert "<script" not in dom and not re.search(r'\b(src|href)="', dom)
     screenshot = tmp_path / "status.png"
-    chromium("--hide-scrollbars", "--window-size=1280,400", f"--screenshot={screenshot}", url, profile=tmp_path / "profile-2")
+    chromium("--hide-scrollbars", "--window-size=1280,600", f"--screenshot={screenshot}", url, profile=tmp_path / "profile-2")
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert screenshot.stat().st_size > 10_000
     if os.environ.get("PREFORK_UPDATE_SCREENSHOT"):

@@ -20,7 +20,7 @@ from server import TIMEOUT
 from prefork.child import heartbeat
 from prefork.web.accesslog import COMBINED, checkFormat, escape, logTime
 from prefork.master.workers import RESTART_REASONS, Tally, WorkerRecord, WorkerState, restartReason
-from prefork.memory import residentBytes, uniqueBytes
+from prefork.memory import MemoryUsage, memoryUsage, residentBytes, uniqueBytes
 from prefork.messages import Event, Message, WorkerReport, printablePath
 from prefork.status.metrics import render
 from prefork.status.collector import ServerStatus, WorkerStatus, workerState
@@ -29,9 +29,14 @@ EXITED_OK = 0  # a wait status: exited with status 0
 KILLED = signal.SIGKILL  # a wait status: killed by SIGKILL
 
 
-@given(st.integers(0, 10**9), st.integers(0, 1000), st.integers(0, 2**40), st.integers(0, 10**9), st.binary(max_size=300))
-def test_report_survives_the_status_pipe(served: int, inFlight: int, rss: int, duration: int, path: bytes) -> None:
-    report = WorkerReport(served, inFlight, rss, duration, printablePath(b"/" + path))
+_BYTES = st.integers(0, 2**40)
+
+
+@given(st.integers(0, 10**9), st.integers(0, 1000), _BYTES, st.integers(0, 10**9), st.binary(max_size=300), _BYTES, _BYTES)
+def test_report_survives_the_status_pipe(
+    served: int, inFlight: int, rss: int, duration: int, path: bytes, uss: int, pss: int,
+) -> None:
+    report = WorkerReport(served, inFlight, rss, duration, printablePath(b"/" + path), uss, pss)
     line = Message(Event.BEAT, 42, report.toArgs()).encode()
     assert line.endswith(b"\n") and b"\n" not in line[:-1]
     assert Message.decode(line[:-1]).report() == report
@@ -41,6 +46,17 @@ def test_report_path_is_one_printable_word() -> None:
     assert printablePath(b"/a b\tc\x00\xff") == "/a\\x20b\\x09c\\x00\\xff"
     assert len(printablePath(b"/" * 1000)) == 200
     assert WorkerReport.fromArgs(("1", "0", "0", "0", "-")).lastPath == ""
+
+
+def test_beats_across_versions() -> None:
+    """
+    A beat without the memory fields (from an older worker) is read with
+    them at 0; an older master reading a newer beat finds its first five
+    fields where it always did.
+    """
+    assert WorkerReport.fromArgs(("7", "1", "100", "20", "/x")) == WorkerReport(7, 1, 100, 20, "/x")
+    args = WorkerReport(7, 1, 100, 20, "/x", uss=60, pss=80).toArgs()
+    assert args[:5] == ("7", "1", "100", "20", "/x")
 
 
 def test_garbled_beat_is_rejected() -> None:
@@ -96,11 +112,11 @@ def test_worker_states() -> None:
 
 def sampleStatus() -> ServerStatus:
     workers = [
-        WorkerStatus(101, 3, "busy", 57, 100, 1, 30 << 20, 12.5, '/a"b\\c', 1500),
-        WorkerStatus(102, 3, "idle", 3, 0, 0, 31 << 20, 2.0, "", 0),
+        WorkerStatus(101, 3, "busy", 57, 100, 1, 30 << 20, 12.5, '/a"b\\c', 1500, uss=12 << 20, pss=18 << 20),
+        WorkerStatus(102, 3, "idle", 3, 0, 0, 31 << 20, 2.0, "", 0, uss=13 << 20, pss=19 << 20),
     ]
     restarts = dict.fromkeys(RESTART_REASONS, 0) | {"limit": 4}
-    return ServerStatus(7, "app:application", 60.0, 3, 2, 1234, 12.5, restarts, workers)
+    return ServerStatus(7, "app:application", 60.0, 3, 2, 1234, 12.5, restarts, workers, history=(0.0, 4.5, 12.3333))
 
 
 def test_metrics_parse() -> None:
@@ -115,6 +131,9 @@ def test_metrics_parse() -> None:
     assert states == {("101", "busy"), ("102", "idle")}
     durations = {s.labels["worker"]: s.value for s in families["prefork_worker_last_request_duration_seconds"].samples}
     assert durations["101"] == pytest.approx(0.0015)
+    unique = {s.labels["worker"]: s.value for s in families["prefork_worker_unique_memory_bytes"].samples}
+    proportional = {s.labels["worker"]: s.value for s in families["prefork_worker_proportional_memory_bytes"].samples}
+    assert (unique, proportional) == ({"101": 12 << 20, "102": 13 << 20}, {"101": 18 << 20, "102": 19 << 20})
     assert all(f.name.startswith("prefork_") for f in families.values())
 
 
@@ -124,7 +143,9 @@ def test_status_json_schema() -> None:
     assert data["workers"][0] == {
         "pid": 101, "generation": 3, "state": "busy", "served": 57, "limit": 100, "in_flight": 1,
         "rss_bytes": 30 << 20, "age_seconds": 12.5, "last_path": '/a"b\\c', "last_duration_us": 1500,
+        "uss_bytes": 12 << 20, "pss_bytes": 18 << 20,
     }
+    assert data["requests_per_second_history"] == [0.0, 4.5, 12.33]
 
 
 def test_page_escapes_paths() -> None:
@@ -133,6 +154,17 @@ def test_page_escapes_paths() -> None:
     page = renderPage(sampleStatus())
     assert "/a&quot;b\\c" in page and '/a"b' not in page
     assert page.count('<tr class="worker"') == 2
+
+
+def test_page_shows_memory_and_history() -> None:
+    from prefork.status.page import renderPage
+
+    page = renderPage(sampleStatus())
+    assert "<th>USS</th><th>PSS</th>" in page
+    assert "12.0 MB" in page and "18.0 MB" in page
+    # The history, drawn inline: no script, nothing fetched.
+    assert page.count("<svg") == 1 and "<script" not in page and "src=" not in page
+    assert "12.3/s now · peak 12.3/s · one point per 5 s, kept 5 min" in page
 
 
 class FakeSite:
@@ -229,3 +261,36 @@ def test_memory_readers() -> None:
     assert 1 << 20 < residentBytes() < 1 << 34
     assert 0 < uniqueBytes() <= residentBytes()
     assert residentBytes(2**22 + 1) == uniqueBytes(2**22 + 1) == 0
+    usage = memoryUsage()
+    assert 0 < usage.uss <= usage.pss <= usage.rss
+    assert memoryUsage(2**22 + 1) == MemoryUsage()
+
+
+def test_chart_scale_and_labels() -> None:
+    from prefork.status.chart import describeSpan, niceCeiling
+
+    assert [niceCeiling(v) for v in (0, 0.4, 1, 1.2, 2.2, 3, 7, 12, 250, 251, 9999)] == [
+        1, 1, 1, 2, 2.5, 5, 10, 20, 250, 500, 10000,
+    ]
+    assert [describeSpan(s) for s in (5, 60, 150, 300)] == ["5 s", "1 min", "2 min 30 s", "5 min"]
+
+
+@given(st.lists(st.floats(0, 1e6), min_size=2, max_size=60))
+def test_chart_draws_every_point_inside(rates: list[float]) -> None:
+    import re
+
+    from prefork.status.chart import HEIGHT, WIDTH, rateChart
+
+    svg = rateChart(rates, 5)
+    [points] = re.findall(r'<polyline points="([^"]+)"', svg)
+    coordinates = [tuple(map(float, point.split(","))) for point in points.split()]
+    assert len(coordinates) == len(rates)
+    assert all(0 <= x <= WIDTH and 0 <= y <= HEIGHT for x, y in coordinates)
+    assert [x for x, _ in coordinates] == sorted(x for x, _ in coordinates)
+
+
+def test_chart_before_two_points() -> None:
+    from prefork.status.chart import rateChart
+
+    assert "collecting: one point every 5 s" in rateChart([], 5)
+    assert "<polyline" not in rateChart([3.0], 5)

@@ -5,6 +5,7 @@ sd_notify sequence told to a real datagram socket bound as C{NOTIFY_SOCKET}.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pwd
 import signal
@@ -14,9 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+from fakestate import FakeGeneration, FakeServer, worker
 from server import APPS, TIMEOUT, Server, alive, descendants, twistd, waitUntil
 from superdaemon import SUPERAPP, deployApp, freePort, getJSON
 from tools import program, requires
+from twisted.internet.task import Clock
+
+from prefork.master.sdnotify import HEARTBEAT_GRACE, SystemdWatchdog, watchdogInterval
+from prefork.master.workers import WorkerRecord
 
 ACTIVATE = "systemd-socket-activate"
 #: A test that runs the server under systemd-socket-activate.
@@ -115,6 +121,7 @@ class NotifySocket:
         return dict(line.split("=", 1) for line in data.splitlines())
 
     def pending(self) -> bool:
+        self.socket.settimeout(0)
         try:
             self.socket.recv(4096, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
@@ -217,6 +224,129 @@ def test_notify_main_pid_when_daemonized(notify: NotifySocket, tmp_path: Path) -
             waitUntil(lambda: not alive(pid), what=f"process {pid} to exit")
 
 
+def watchdogPings(notify: NotifySocket, count: int) -> list[float]:
+    """
+    When each of the next C{count} C{WATCHDOG=1} arrived; other
+    notifications are passed over.
+    """
+    times: list[float] = []
+    while len(times) < count:
+        if notify.receive().get("WATCHDOG") == "1":
+            times.append(time.monotonic())
+    return times
+
+
+def test_watchdog(servers: list[Server], notify: NotifySocket) -> None:
+    """
+    With C{WATCHDOG_USEC} and C{WATCHDOG_PID} set as systemd sets them, the
+    master sends C{WATCHDOG=1} every half interval while its workers beat,
+    and stops when they all fall silent (stopped with SIGSTOP here), so
+    that systemd would restart the service.
+    """
+    env = dict(os.environ, NOTIFY_SOCKET=notify.address, WATCHDOG_USEC="1000000")
+    # systemd sets WATCHDOG_PID to the pid it starts: the shell's, which
+    # becomes twistd's.
+    setPid = ("sh", "-c", 'export WATCHDOG_PID=$$; exec "$0" "$@"')
+    server = Server(*SUPERAPP, "--timeout", "0", env=env, prefix=setPid)
+    servers.append(server)
+    server.start().serving()
+    assert getJSON(server.port)["leaked"] == {}
+    pings = watchdogPings(notify, 5)
+    gaps = sorted(b - a for a, b in itertools.pairwise(pings))
+    # Every half second: well within the interval, whatever the load.
+    assert 0.2 < gaps[len(gaps) // 2] < 1.0, gaps
+    workers = descendants(server.pid)
+    try:
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        server.waitFor(r"Not feeding systemd's watchdog: no worker heard from for \d+ s")
+        while notify.pending():
+            notify.receive()
+        # Nothing for twice the interval: systemd would restart the service.
+        with pytest.raises(TimeoutError):
+            notify.receive(timeout=2.0)
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    watchdogPings(notify, 1)
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+
+
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({"WATCHDOG_USEC": "30000000"}, 30.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "4242"}, 30.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),  # meant for another process
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "soon"}, None),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "me"}, None),
+        ({}, None),
+    ],
+)
+def test_watchdog_interval(environ: dict[str, str], expected: float | None) -> None:
+    assert watchdogInterval(environ, pid=4242) == expected
+
+
+class FakeNotifier:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, str | int]] = []
+
+    def notify(self, **state: str | int) -> bool:
+        self.sent.append(state)
+        return True
+
+
+def test_watchdog_needs_a_heartbeat() -> None:
+    """
+    No worker heard from within the interval (or L{HEARTBEAT_GRACE}, if
+    longer): no C{WATCHDOG=1}.  Workers still booting do not count.
+    """
+    clock, notifier = Clock(), FakeNotifier()
+    clock.advance(1000)
+    booting = WorkerRecord(11, born=clock.seconds(), lastHeard=clock.seconds())
+    generation = FakeGeneration(1, records=[booting])
+    watchdog = SystemdWatchdog(notifier, FakeServer(generations=[generation]), 10.0, clock)
+    watchdog.startService()
+    clock.pump([5] * 4)
+    assert notifier.sent == []
+    # A worker boots and beats once a second for 12 seconds, then stops.
+    beating = worker(12, born=clock.seconds())
+    generation.records.append(beating)
+    for _ in range(12):
+        clock.advance(1)
+        beating.heard(clock.seconds())
+    assert notifier.sent == [{"WATCHDOG": 1}] * 2
+    clock.pump([5, 5])
+    assert notifier.sent == [{"WATCHDOG": 1}] * 4
+    # Past the interval with no beat: not a word.
+    clock.pump([5] * 4)
+    assert notifier.sent == [{"WATCHDOG": 1}] * 4
+    beating.heard(clock.seconds())
+    clock.advance(5)
+    watchdog.stopService()
+    assert notifier.sent == [{"WATCHDOG": 1}] * 5
+
+
+def test_watchdog_short_interval() -> None:
+    """
+    Workers beat once a second: with a shorter interval, one heard from
+    within L{HEARTBEAT_GRACE} seconds still counts.
+    """
+    clock, notifier = Clock(), FakeNotifier()
+    clock.advance(1000)
+    beating = worker(12, born=clock.seconds())
+    watchdog = SystemdWatchdog(notifier, FakeServer(generations=[FakeGeneration(1, records=[beating])]), 0.5, clock)
+    watchdog.startService()
+    clock.pump([0.25] * int(HEARTBEAT_GRACE * 4))
+    sent = len(notifier.sent)
+    assert sent == HEARTBEAT_GRACE * 4 + 1
+    clock.pump([0.25] * 4)
+    watchdog.stopService()
+    assert len(notifier.sent) == sent
+
+
 CONTRIB = Path(__file__).parent.parent / "contrib" / "systemd"
 
 
@@ -267,6 +397,18 @@ def test_units_timeouts_agree() -> None:
     graceful = float(command[command.index("--graceful-timeout") + 1])
     assert service["KillMode"] == ["mixed"]
     assert graceful < float(service["TimeoutStopSec"][0]) <= graceful + 15
+
+
+def test_units_watchdog() -> None:
+    """
+    The watchdog gives the master time to replace a stuck worker itself
+    (C{--timeout}, 30 s unless given) before systemd restarts everything.
+    """
+    service = unitSettings(CONTRIB / "prefork.service")
+    command = service["ExecStart"][0].split()
+    timeout = float(command[command.index("--timeout") + 1]) if "--timeout" in command else 30.0
+    assert float(service["WatchdogSec"][0]) >= timeout
+    assert service["Restart"] == ["on-failure"]
 
 
 @requires(ACTIVATE, "kill")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 
+from prefork.memory import MemoryUsage
 from prefork.messages import STATUS_FD, Event, Message, WorkerReport, printablePath, send
 from prefork.web.site import WorkerSite
 
@@ -30,14 +31,15 @@ class Heartbeat:
     """
     Sends the L{WorkerReport}s of the worker serving C{site}.
 
-    @ivar rss: The worker's resident memory, in bytes, as last measured.
+    @ivar memory: The worker's memory, as last measured (once a second: it
+        costs a walk of the worker's page tables).
     """
 
     def __init__(self, pid: int, site: WorkerSite, fd: int = STATUS_FD) -> None:
         self.pid = pid
         self.site = site
         self.fd = fd
-        self.rss = 0
+        self.memory = MemoryUsage()
         self._lastChange = float("-inf")
         self._held = False
         self._stopped = False
@@ -49,9 +51,11 @@ class Heartbeat:
         return WorkerReport(
             served=site.served,
             inFlight=site.inFlight,
-            rss=self.rss,
+            rss=self.memory.rss,
             lastDuration=int(site.lastDuration * 1_000_000),
             lastPath=printablePath(site.lastPath),
+            uss=self.memory.uss,
+            pss=self.memory.pss,
         )
 
     def beat(self) -> bool:

@@ -38,7 +38,7 @@ from prefork.config import ServerConfig
 from prefork.child.exitguard import ExitGuard
 from prefork.child.heartbeat import Heartbeat
 from prefork.hooks import NO_HOOKS, Hooks, IServer, IWorker, ServerInfo
-from prefork.memory import residentBytes
+from prefork.memory import MemoryUsage, memoryUsage
 from prefork.messages import ACTIVATE_SIGNAL, EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
 from prefork.proctitle import setTitle, workerTitle
 from prefork.web.requesthooks import RequestHooks
@@ -226,17 +226,30 @@ class Worker:
         send(Message(Event.ACTIVE, self.pid))
 
     def _beat(self) -> None:
-        self.heartbeat.rss = rss = residentBytes()
+        self.heartbeat.memory = memory = memoryUsage()
         alive = self.heartbeat.beat()
         setTitle(workerTitle(self.config.app, self.generation, self.site.served, self.limit, self.spare))
         if not alive or os.getppid() != self.parentPid:
             self.drain("orphaned", QUICK_STOP_TIMEOUT)
-        elif self.config.maxRss and rss > self.config.maxRss * 2**20 and not self.draining:
-            _log.info(
-                "Using {rss} MB, more than --max-rss {limit} MB: retiring",
-                rss=rss >> 20, limit=self.config.maxRss,
-            )
+        elif not self.draining and self._overMemoryLimit(memory):
             self.drain("memory")
+
+    def _overMemoryLimit(self, memory: MemoryUsage) -> bool:
+        """
+        Whether the worker uses more memory than C{--max-rss} or
+        C{--max-uss} allow; if so, log which limit it passed.
+        """
+        config = self.config
+        if config.maxRss and memory.rss > config.maxRss * 2**20:
+            _log.info("Using {rss} MB, more than --max-rss {limit} MB: retiring", rss=memory.rss >> 20, limit=config.maxRss)
+            return True
+        if config.maxUss and memory.uss > config.maxUss * 2**20:
+            _log.info(
+                "Using {uss} MB of unique memory, more than --max-uss {limit} MB: retiring",
+                uss=memory.uss >> 20, limit=config.maxUss,
+            )
+            return True
+        return False
 
     def reopenLogs(self) -> None:
         if self.accessLog is not None:

@@ -31,10 +31,11 @@ from prefork.master.workers import WorkerRecord, WorkerState
 from prefork.messages import ACTIVATE_SIGNAL, FIRST_LISTEN_FD, STATUS_FD, Command, Event, Message, TemplateSetup
 
 #: Environment variables that hand sockets to this server (and systemd's
-#: notification socket, which speaks for the master alone); they are not for
-#: the application's own children.
+#: notification socket and watchdog, which speak for the master alone); they
+#: are not for the application's own children.
 SOCKET_ENVIRONMENT = (
     "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "SERVER_STARTER_PORT", "EINHORN_FD_COUNT", "EINHORN_FDS", "NOTIFY_SOCKET",
+    "WATCHDOG_USEC", "WATCHDOG_PID",
 )
 
 

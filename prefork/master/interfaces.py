@@ -106,6 +106,7 @@ class IGenerationState(Interface):
 
     number = Attribute("1 for the first generation, one more for each reload.")
     stopping = Attribute("Whether it has been told to stop: it drains, or has been replaced.")
+    everServed = Attribute("Whether any of its workers has become ready.")
 
     def serving() -> int:
         """
@@ -128,3 +129,4 @@ class IServerState(Interface):
     workerCount = Attribute("How many workers each generation keeps serving.")
     generations = Attribute("The L{IGenerationState} of each generation still running, the oldest first.")
     tally = Attribute("The L{Tally<prefork.master.workers.Tally>} of the workers that have exited.")
+    stopping = Attribute("Whether the server has begun to stop (TERM, INT, or a failure).")

@@ -1,11 +1,13 @@
 """
 Telling systemd how the server is doing, through the datagram socket named by
 C{NOTIFY_SOCKET} (sd_notify(3)): C{READY=1} once workers accept connections,
-C{RELOADING=1} and C{STOPPING=1} as they happen, and a C{STATUS=} line for
-C{systemctl status}.
+C{RELOADING=1} and C{STOPPING=1} as they happen, a C{STATUS=} line for
+C{systemctl status}, and C{WATCHDOG=1} while the server is alive when the
+unit sets C{WatchdogSec=}.
 
 L{SystemdNotifier} is the protocol, in the standard library only;
-L{NotifyingObserver} is the master's lifecycle put into its words.
+L{NotifyingObserver} is the master's lifecycle put into its words;
+L{SystemdWatchdog} keeps systemd's watchdog fed.
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ import os
 import socket
 import time
 from collections.abc import Mapping
+from typing import Any
 
+from twisted.application.service import Service
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from prefork.master.interfaces import IGenerationState, ILifecycleObserver
+from prefork.master.interfaces import IGenerationState, ILifecycleObserver, IServerState
+from prefork.master.workers import WorkerState
+
+#: Workers beat once a second: one heard from within this many seconds is
+#: alive, however short the watchdog's interval.
+HEARTBEAT_GRACE = 3.0
 
 
 class SystemdNotifier:
@@ -97,3 +107,85 @@ class NotifyingObserver:
 
     def stopping(self) -> None:
         self.notifier.notify(STOPPING=1, STATUS="Stopping: finishing the requests in flight")
+
+
+def watchdogInterval(environ: Mapping[str, str] | None = None, pid: int | None = None) -> float | None:
+    """
+    The watchdog interval systemd asks for, in seconds, as
+    sd_watchdog_enabled(3) reads it: C{WATCHDOG_USEC}, a positive number of
+    microseconds, when C{WATCHDOG_PID} is this process (C{pid}) or unset;
+    L{None} otherwise.
+    """
+    environ = os.environ if environ is None else environ
+    pid = os.getpid() if pid is None else pid
+    owner = environ.get("WATCHDOG_PID")
+    try:
+        usec = int(environ.get("WATCHDOG_USEC", ""))
+        if owner is not None and int(owner) != pid:
+            return None
+    except ValueError:
+        return None
+    return usec / 1e6 if usec > 0 else None
+
+
+class SystemdWatchdog(Service):
+    """
+    Sends C{WATCHDOG=1} every half C{interval} while the server is alive:
+    the master's reactor runs this, so a wedged master sends nothing, and it
+    sends nothing either while no booted worker has been heard from for
+    C{interval} (at least L{HEARTBEAT_GRACE}) seconds.  systemd then
+    restarts the service as the unit's C{WatchdogSec=} and C{Restart=} say.
+
+    systemd watches only a running service: not before C{READY=1}, nor once
+    C{STOPPING=1} was sent, so it does not matter that nothing is sent while
+    the first workers boot or after the stop has begun.
+    """
+
+    _log = Logger()
+
+    def __init__(self, notifier: SystemdNotifier, state: IServerState, interval: float, clock: Any = None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.notifier = notifier
+        self.state = state
+        self.interval = interval
+        self.clock = clock
+        self._heard = False
+        self._warned = False
+        self._ping = LoopingCall(self.ping)
+        self._ping.clock = clock
+
+    def startService(self) -> None:
+        super().startService()
+        self._ping.start(self.interval / 2)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._ping.running:
+            self._ping.stop()
+
+    def lastHeartbeat(self) -> float | None:
+        """
+        When a booted worker was last heard from, in the clock's seconds.
+        """
+        heard = [
+            record.lastHeard
+            for generation in self.state.generations
+            for record in generation.workersByAge()
+            if record.state is not WorkerState.BOOTING
+        ]
+        return max(heard, default=None)
+
+    def ping(self) -> None:
+        last = self.lastHeartbeat()
+        now = self.clock.seconds()
+        if last is not None and now - last <= max(self.interval, HEARTBEAT_GRACE):
+            self.notifier.notify(WATCHDOG=1)
+            self._heard, self._warned = True, False
+            return
+        # Said once each time the workers fall silent, and not while the
+        # first ones boot.
+        if self._heard and not self._warned:
+            self._warned = True
+            why = "no worker serves" if last is None else f"no worker heard from for {now - last:.0f} s"
+            self._log.warn("Not feeding systemd's watchdog: {why}", why=why)

@@ -95,6 +95,7 @@ class Master(Service):
         #: Told of each source file of the application a template or worker
         #: reports (--reload).
         self.sourceFound: Callable[[str], None] = lambda path: None
+        self._stopWaiters: list[Deferred[None]] = []
 
     @property
     def app(self) -> str:
@@ -132,10 +133,22 @@ class Master(Service):
         done.addCallback(self._stopped)
         return done
 
+    def whenStopped(self) -> Deferred[None]:
+        """
+        A Deferred that fires once the server has stopped: every worker and
+        template has exited.
+        """
+        waiter: Deferred[None] = Deferred()
+        self._stopWaiters.append(waiter)
+        return waiter
+
     def _stopped(self, result: object) -> None:
         if self._killTimer is not None and self._killTimer.active():
             self._killTimer.cancel()
         self._log.info("All workers have exited")
+        waiters, self._stopWaiters = self._stopWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
         if self.exitCode:
             _exitWith(self.exitCode)
 

@@ -95,6 +95,9 @@ class WorkerView(Protocol):
     def born(self) -> float: ...
 
     @property
+    def lastHeard(self) -> float: ...
+
+    @property
     def report(self) -> WorkerReport: ...
 
 

@@ -1,6 +1,7 @@
 """
 The server's status: what every worker is doing, and what has happened to
-the workers that are gone.
+the workers that are gone, and how many requests per second it has served
+over the last few minutes.
 
 The master learns the first from the workers' heartbeats (see
 L{prefork.child.heartbeat}) and keeps it in its generations' worker tables; it
@@ -28,6 +29,10 @@ from prefork.master.workers import WorkerState, WorkerView
 WORKER_STATES = ("booting", "spare", "idle", "busy", "draining")
 #: The window over which the request rate is averaged, in seconds.
 RATE_WINDOW = 10
+#: The request rate's history keeps one point per this many seconds...
+HISTORY_STEP = 5
+#: ...and this many points: five minutes.
+HISTORY_POINTS = 60
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,10 @@ class WorkerStatus:
     One worker, as the status page shows it.
 
     @ivar lastDuration: In microseconds.
+    @ivar rss: Its resident memory in bytes, shared pages included.
+    @ivar uss: Its unique memory in bytes: what it alone costs.
+    @ivar pss: Its proportional memory in bytes: shared pages split between
+        the processes sharing them.
     """
 
     pid: int
@@ -48,12 +57,17 @@ class WorkerStatus:
     age: float
     lastPath: str
     lastDuration: int
+    uss: int = 0
+    pss: int = 0
 
 
 @dataclass(frozen=True)
 class ServerStatus:
     """
     The whole server at one moment.
+
+    @ivar history: The requests per second over each L{HISTORY_STEP}
+        seconds of the last few minutes, the oldest first.
     """
 
     pid: int
@@ -65,6 +79,7 @@ class ServerStatus:
     requestsPerSecond: float
     restarts: dict[str, int]
     workers: list[WorkerStatus]
+    history: tuple[float, ...] = ()
 
     def byState(self) -> dict[str, int]:
         counts = dict.fromkeys(WORKER_STATES, 0)
@@ -87,11 +102,15 @@ class ServerStatus:
             "workers_by_state": self.byState(),
             "restarts": dict(self.restarts),
             "workers": [_workerJSON(worker) for worker in self.workers],
+            "requests_per_second_history": [round(rate, 2) for rate in self.history],
         }
 
 
 def _workerJSON(worker: WorkerStatus) -> dict[str, Any]:
-    names = {"inFlight": "in_flight", "rss": "rss_bytes", "age": "age_seconds", "lastPath": "last_path", "lastDuration": "last_duration_us"}
+    names = {
+        "inFlight": "in_flight", "rss": "rss_bytes", "age": "age_seconds", "lastPath": "last_path",
+        "lastDuration": "last_duration_us", "uss": "uss_bytes", "pss": "pss_bytes",
+    }
     values = asdict(worker)
     values["age"] = round(values["age"], 3)
     return {names.get(key, key): value for key, value in values.items()}
@@ -117,7 +136,8 @@ def currentGeneration(state: IServerState) -> int:
 class StatusCollector(Service):
     """
     Builds L{ServerStatus} snapshots of the server's C{state}, sampling its
-    request count once a second for the request rate.
+    request count once a second for the request rate, and keeping the rate
+    of every L{HISTORY_STEP} seconds for the last L{HISTORY_POINTS} steps.
     """
 
     def __init__(self, state: IServerState, clock: Any = None) -> None:
@@ -127,6 +147,8 @@ class StatusCollector(Service):
         self.clock = clock
         self.started = clock.seconds()
         self._samples: deque[tuple[float, int]] = deque(maxlen=RATE_WINDOW + 1)
+        self._history: deque[float] = deque(maxlen=HISTORY_POINTS)
+        self._stepStart: tuple[float, int] | None = None
         self._sampling = LoopingCall(self.sample)
         self._sampling.clock = clock
 
@@ -151,7 +173,17 @@ class StatusCollector(Service):
         return served + live
 
     def sample(self) -> None:
-        self._samples.append((self.clock.seconds(), self.requestsTotal()))
+        now, total = self.clock.seconds(), self.requestsTotal()
+        self._samples.append((now, total))
+        if self._stepStart is None:
+            self._stepStart = (now, total)
+            return
+        then, before = self._stepStart
+        # Half a second early is on time: the samples come once a second,
+        # a little late or early.
+        if now - then >= HISTORY_STEP - 0.5:
+            self._history.append((total - before) / (now - then))
+            self._stepStart = (now, total)
 
     def requestsPerSecond(self, now: float, total: int) -> float:
         if not self._samples:
@@ -174,6 +206,8 @@ class StatusCollector(Service):
                 age=now - record.born,
                 lastPath=record.report.lastPath,
                 lastDuration=record.report.lastDuration,
+                uss=record.report.uss,
+                pss=record.report.pss,
             )
             for number, record in self._workers()
         ]
@@ -187,4 +221,5 @@ class StatusCollector(Service):
             requestsPerSecond=self.requestsPerSecond(now, total),
             restarts=dict(self.state.tally.restarts),
             workers=workers,
+            history=tuple(self._history),
         )

@@ -17,6 +17,9 @@ _WORKER_GAUGES = [
     ("prefork_worker_request_limit", "Requests the worker serves before it retires (0: no limit).", lambda w: w.limit),
     ("prefork_worker_in_flight", "Requests the worker has admitted and not answered yet.", lambda w: w.inFlight),
     ("prefork_worker_resident_memory_bytes", "The worker's resident set size.", lambda w: w.rss),
+    ("prefork_worker_unique_memory_bytes", "The worker's unique set size: its private pages.", lambda w: w.uss),
+    ("prefork_worker_proportional_memory_bytes", "The worker's proportional set size: shared pages split between sharers.",
+     lambda w: w.pss),
     ("prefork_worker_age_seconds", "Seconds since the worker was born.", lambda w: round(w.age, 3)),
     ("prefork_worker_last_request_duration_seconds", "How long the worker's last request took.", lambda w: w.lastDuration / 1e6),
 ]

@@ -2,9 +2,11 @@
 The status page the master serves with C{--status ENDPOINT}:
 
   - C{/}: a scoreboard, one self-contained HTML page (no scripts, styles
-    inline) that reloads itself every two seconds;
+    and the request rate's chart inline) that reloads itself every two
+    seconds;
   - C{/status.json}: the same data as JSON;
-  - C{/metrics}: the same data for Prometheus.
+  - C{/metrics}: the same data for Prometheus;
+  - C{/healthz} and C{/readyz}: the probes (see L{prefork.status.probes}).
 
 It runs in the master's reactor beside the supervision; every response is
 built from one L{ServerStatus} snapshot, a walk over the worker tables.
@@ -13,11 +15,13 @@ built from one L{ServerStatus} snapshot, a walk over the worker tables.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from html import escape
 from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet.address import UNIXAddress
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -26,7 +30,16 @@ from twisted.web.server import Request, Site
 
 from prefork.master.workers import RESTART_REASONS
 from prefork.status import metrics
-from prefork.status.collector import WORKER_STATES, ServerStatus, StatusCollector, WorkerStatus
+from prefork.status.chart import describeSpan, rateChart
+from prefork.status.collector import (
+    HISTORY_POINTS,
+    HISTORY_STEP,
+    WORKER_STATES,
+    ServerStatus,
+    StatusCollector,
+    WorkerStatus,
+)
+from prefork.status.probes import HealthCheck, ReadinessCheck
 
 #: How often the page reloads itself, in seconds.
 REFRESH = 2
@@ -50,6 +63,9 @@ td.path { font-family: ui-monospace, monospace; max-width: 28em; overflow: hidde
 .busy { background: #fff0c2; color: #8a5a00; } .draining { background: #ece2f8; color: #6b2fa8; }
 .bar { display: inline-block; width: 60px; height: 6px; background: #e3e7ef; border-radius: 3px; margin-left: 6px; }
 .bar i { display: block; height: 6px; background: #4f7be0; border-radius: 3px; }
+.history { margin-bottom: 16px; } .history h2 { font-size: 14px; font-weight: 600; margin: 0 0 4px; }
+.history h2 small { font-weight: 400; color: #667; }
+svg.chart { display: block; width: 100%; height: auto; font: 12px system-ui, sans-serif; fill: #667; }
 """
 
 
@@ -91,6 +107,8 @@ def _row(worker: WorkerStatus) -> str:
         served,
         str(worker.inFlight),
         _megabytes(worker.rss),
+        _megabytes(worker.uss),
+        _megabytes(worker.pss),
         _duration(worker.age),
     ]
     path = escape(worker.lastPath or "-")
@@ -102,6 +120,15 @@ def _row(worker: WorkerStatus) -> str:
         f'<tr class="worker" data-pid="{worker.pid}" data-state="{worker.state}">'
         + "".join(f"<td>{cell}</td>" for cell in cells)
         + f'<td class="path" title="{path}">{path}</td><td>{duration}</td></tr>'
+    )
+
+
+def _history(status: ServerStatus) -> str:
+    facts = [f"{status.history[-1]:.1f}/s now", f"peak {max(status.history):.1f}/s"] if status.history else []
+    facts.append(f"one point per {HISTORY_STEP} s, kept {describeSpan(HISTORY_STEP * HISTORY_POINTS)}")
+    return (
+        f'<section class="card history"><h2>requests per second <small>{" · ".join(facts)}</small></h2>'
+        f"{rateChart(status.history, HISTORY_STEP)}</section>"
     )
 
 
@@ -118,7 +145,7 @@ def renderPage(status: ServerStatus) -> str:
         _listCard({s: byState[s] for s in WORKER_STATES}, f"workers (want {status.workersWanted})"),
         _listCard({r: status.restarts.get(r, 0) for r in RESTART_REASONS}, "restarts"),
     ]
-    headings = ["pid", "gen", "state", "served", "in flight", "RSS", "age", "last request", "took"]
+    headings = ["pid", "gen", "state", "served", "in flight", "RSS", "USS", "PSS", "age", "last request", "took"]
     head = "".join(f'<th class="path">{h}</th>' if h == "last request" else f"<th>{h}</th>" for h in headings)
     rows = "\n".join(_row(worker) for worker in status.workers)
     return f"""<!DOCTYPE html>
@@ -128,6 +155,7 @@ def renderPage(status: ServerStatus) -> str:
 <style>{_STYLE}</style></head>
 <body><header><h1>twisted-prefork <span>{escape(status.app)} · master pid {status.pid}</span></h1></header>
 <main><div class="totals">{"".join(cards)}</div>
+{_history(status)}
 <table id="workers"><thead><tr>{head}</tr></thead>
 <tbody>
 {rows}
@@ -167,7 +195,8 @@ class Metrics(_StatusResource):
 
 class StatusRoot(Resource):
     """
-    C{/}, C{/status.json} and C{/metrics}; anything else is not found.
+    C{/}, C{/status.json}, C{/metrics}, C{/healthz} and C{/readyz};
+    anything else is not found.
     """
 
     def __init__(self, collector: StatusCollector) -> None:
@@ -175,6 +204,8 @@ class StatusRoot(Resource):
         self.page = ScoreboardPage(collector)
         self.putChild(b"status.json", StatusJSON(collector))
         self.putChild(b"metrics", Metrics(collector))
+        self.putChild(b"healthz", HealthCheck())
+        self.putChild(b"readyz", ReadinessCheck(collector.state))
 
     def getChild(self, path: bytes, request: Request) -> Any:
         if path == b"" and not request.postpath:
@@ -203,16 +234,25 @@ class StatusService(MultiService):
     The status page on a server endpoint, and the collector it shows.
 
     It listens before twistd drops privileges and, like the master's own
-    sockets, fails the start with one clear line when it cannot.
+    sockets, fails the start with one clear line when it cannot.  When the
+    server stops, it goes on answering until C{until()} fires, so that
+    C{/readyz} says the server is stopping while the workers drain.
     """
 
     _log = Logger()
 
-    def __init__(self, endpoint: IStreamServerEndpoint, description: str, collector: StatusCollector) -> None:
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        description: str,
+        collector: StatusCollector,
+        until: Callable[[], Deferred[None]] | None = None,
+    ) -> None:
         super().__init__()
         self.endpoint = endpoint
         self.description = description
         self.collector = collector
+        self.until = until
         collector.setServiceParent(self)
         self._port: IListeningPort | None = None
 
@@ -228,9 +268,14 @@ class StatusService(MultiService):
         self._port = port
         self._log.info("Status page on {address}", address=describeAddress(port.getHost()))
 
-    def stopService(self) -> Any:
-        super().stopService()
-        if self._port is not None:
-            port, self._port = self._port, None
-            return port.stopListening()
-        return None
+    def stopService(self) -> Deferred[Any]:
+        stopped = super().stopService()
+        drained: Deferred[Any] = succeed(None) if self.until is None else self.until()
+        drained.addCallback(lambda _: self._stopListening())
+        return DeferredList([maybeDeferred(lambda: stopped), drained])
+
+    def _stopListening(self) -> Deferred[None] | None:
+        if self._port is None:
+            return None
+        port, self._port = self._port, None
+        return port.stopListening()
