@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 
+from prefork.tls import TLSSettings
 from prefork.web import limits
 
 DEMO_APP = "prefork.demo:application"
@@ -59,6 +60,10 @@ class ServerConfig:
         addresses, networks, or C{"*"}.
     @ivar displayTracebacks: Send an application's traceback to the client
         with its 500 response.
+    @ivar listenerTLS: For each listening socket, in the order the workers
+        receive them, the TLS they serve it with (L{None}: plain HTTP).
+    @ivar proxyProtocol: Every connection starts with a PROXY protocol
+        header (v1 or v2), from a peer in C{forwardedAllowIps}.
     """
 
     app: str = DEMO_APP
@@ -87,6 +92,8 @@ class ServerConfig:
     scriptName: str = ""
     forwardedAllowIps: tuple[str, ...] = ("127.0.0.1",)
     displayTracebacks: bool = False
+    listenerTLS: tuple[TLSSettings | None, ...] = ()
+    proxyProtocol: bool = False
 
     def toJSON(self) -> str:
         return json.dumps(asdict(self))
@@ -96,6 +103,7 @@ class ServerConfig:
         values = json.loads(text)
         values["pythonPath"] = tuple(values["pythonPath"])
         values["forwardedAllowIps"] = tuple(values["forwardedAllowIps"])
+        values["listenerTLS"] = tuple(None if tls is None else TLSSettings.fromDict(tls) for tls in values["listenerTLS"])
         return cls(**values)
 
     def withoutPreload(self) -> ServerConfig:

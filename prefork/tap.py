@@ -23,6 +23,7 @@ from prefork.proctitle import AVAILABLE as TITLES, TitleService, masterTitle
 from prefork.web.proxies import parseForwardedAllowIps
 from prefork.master.sdnotify import NotifyingObserver, SystemdNotifier
 from prefork.master.sockets import CannotListen, ListeningSocket, listen
+from prefork.master.endpoints import UnservableEndpoint, listenEndpoint
 from prefork.status.collector import StatusCollector, currentGeneration
 from prefork.status.page import StatusService
 
@@ -178,13 +179,14 @@ class Options(usage.Options):
             scriptName=_scriptName(self["script-name"]),
             forwardedAllowIps=_forwardedAllowIps(self["forwarded-allow-ips"]),
             displayTracebacks=bool(self["display-tracebacks"]),
+            listenerTLS=tuple(getattr(endpoint, "tls", None) for endpoint in self["endpoints"]),
         )
 
 
 def _endpoint(description: str) -> Any:
     """
-    The endpoint C{--listen description} names, or the inherited socket a
-    C{systemd:} description names.
+    The endpoint C{--listen description} names (with its TLS settings), or
+    the inherited socket a C{systemd:} description names.
     """
     if description.startswith("systemd:"):
         try:
@@ -194,9 +196,9 @@ def _endpoint(description: str) -> Any:
     from twisted.internet import reactor
 
     try:
-        return serverFromString(reactor, description)
-    except (ValueError, KeyError, TypeError) as e:
-        raise usage.UsageError(f"--listen {description!r} is not a server endpoint: {e}")
+        return listenEndpoint(reactor, description)
+    except UnservableEndpoint as e:
+        raise usage.UsageError(str(e))
 
 
 def _accessLog(path: str | None) -> str | None:
@@ -280,4 +282,8 @@ def makeService(options: Options) -> IService:
 
 
 def _open(endpoint: Any, description: str) -> ListeningSocket:
-    return endpoint if isinstance(endpoint, ListeningSocket) else listen(endpoint, description)
+    if isinstance(endpoint, ListeningSocket):
+        return endpoint
+    listening = listen(endpoint.endpoint, description)
+    listening.scheme = endpoint.scheme
+    return listening

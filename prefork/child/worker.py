@@ -24,6 +24,7 @@ from typing import Any
 from twisted.internet import epollreactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
+from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -38,6 +39,7 @@ from prefork.child.heartbeat import Heartbeat
 from prefork.memory import residentBytes
 from prefork.messages import ACTIVATE_SIGNAL, EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
 from prefork.proctitle import setTitle, workerTitle
+from prefork.tls import TLSConfigError, connectionCreator
 from prefork.web.proxies import TrustedProxies
 from prefork.web.site import WorkerSite
 from prefork.web.wsgi import WorkerWSGIResource, WSGIApplication
@@ -93,7 +95,12 @@ class Worker:
         application: WSGIApplication,
         listeners: Sequence[Listener],
         spare: bool = False,
+        connectionCreators: Sequence[Any] = (),
     ) -> None:
+        """
+        @param connectionCreators: For each listener, what makes its TLS
+            connections, or L{None} for plain HTTP.
+        """
         self.reactor = reactor
         self.spare = spare
         self.config = config
@@ -127,6 +134,7 @@ class Worker:
         self.heartbeat = Heartbeat(self.pid, self.site)
         self.site.changed = self.heartbeat.changed
         self._listeners = listeners
+        self._creators = connectionCreators
         self._ports: list[IListeningPort] = []
         self._beating = LoopingCall(self._beat)
         self._deadline: IDelayedCall | None = None
@@ -137,8 +145,8 @@ class Worker:
         """
         Adopt the listening sockets and start serving once the reactor runs.
         """
-        for fd, family in self._listeners:
-            port = adoptFairPort(self.reactor, fd, family, self.site)
+        for index, (fd, family) in enumerate(self._listeners):
+            port = adoptFairPort(self.reactor, fd, family, self._factory(index))
             # The port works on a copy; keeping the original would keep the
             # socket open (and connectable) after this worker stops accepting.
             os.close(fd)
@@ -149,6 +157,21 @@ class Worker:
             self.threadpool.start()
         self.reactor.addSystemEventTrigger("before", "shutdown", self._stopAccepting)
         self.reactor.callWhenRunning(self._running)
+
+    def _factory(self, index: int) -> Factory:
+        """
+        What serves the connections of listener C{index}: the site, behind
+        TLS on a TLS listener.
+        """
+        factory: Any = self.site
+        creator = self._creators[index] if index < len(self._creators) else None
+        if creator is not None:
+            # Not imported at the top: it needs pyOpenSSL, which a server
+            # without TLS listeners may not have.
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            factory = TLSMemoryBIOFactory(creator, False, factory)
+        return factory
 
     def _running(self) -> None:
         # The reactor installed its own handlers as it started; ours replace
@@ -288,6 +311,19 @@ def loadAppOrReport(config: ServerConfig) -> WSGIApplication | None:
         return None
 
 
+def connectionCreatorsOrReport(config: ServerConfig) -> list[Any] | None:
+    """
+    Build the TLS of every TLS listener from its files, read now; if one
+    cannot be built (its files changed since the master checked them), tell
+    the master why in one line.
+    """
+    try:
+        return [None if tls is None else connectionCreator(tls) for tls in config.listenerTLS]
+    except TLSConfigError as e:
+        send(Message(Event.FATAL, os.getpid(), (f"cannot serve TLS: {e}",)))
+        return None
+
+
 def serve(
     config: ServerConfig,
     generation: int,
@@ -313,7 +349,10 @@ def serve(
         application = loadAppOrReport(config)
         if application is None:
             return EXIT_BOOT_FAILED
-    worker = Worker(reactor, config, generation, application, listeners, spare)
+    creators = connectionCreatorsOrReport(config)
+    if creators is None:
+        return EXIT_BOOT_FAILED
+    worker = Worker(reactor, config, generation, application, listeners, spare, creators)
     worker.start()
     reactor.run()
     worker.stopThreads()
