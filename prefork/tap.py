@@ -69,6 +69,9 @@ class Options(usage.Options):
     optFlags = [
         ["no-preload", None, "Import the app in each worker after the fork, instead of once in the template."],
         ["display-tracebacks", None, "Send the traceback of an application error to the client with its 500."],
+        ["proxy-protocol", None,
+         "Every connection starts with a PROXY protocol header (v1 or v2) from a peer in --forwarded-allow-ips, "
+         "which gives the client's address; others are closed."],
     ]
     compData = usage.Completions(
         optActions={"access-log": usage.CompleteFiles(), "pythonpath": usage.CompleteDirs()},
@@ -180,6 +183,7 @@ class Options(usage.Options):
             forwardedAllowIps=_forwardedAllowIps(self["forwarded-allow-ips"]),
             displayTracebacks=bool(self["display-tracebacks"]),
             listenerTLS=tuple(getattr(endpoint, "tls", None) for endpoint in self["endpoints"]),
+            proxyProtocol=bool(self["proxy-protocol"]),
         )
 
 

@@ -216,6 +216,7 @@ def _certificateOptions(ssl: Any, settings: TLSSettings) -> Any:
     The context Twisted's C{ssl:} endpoint makes of the same files.
     """
     from OpenSSL import SSL, crypto
+    from twisted.internet.error import VerifyError
 
     assert settings.privateKey is not None and settings.certKey is not None
     certificatePEM = _read(settings.certKey, "certificate")
@@ -230,7 +231,7 @@ def _certificateOptions(ssl: Any, settings: TLSSettings) -> Any:
         raise TLSConfigError(f"{settings.privateKey} holds no PEM private key (or it is encrypted)") from None
     try:
         private = ssl.PrivateCertificate.fromCertificateAndKeyPair(certificate, key)
-    except Exception:
+    except VerifyError:
         raise TLSConfigError(f"the private key in {settings.privateKey} does not match the certificate in {settings.certKey}") from None
     options: dict[str, Any] = {}
     if settings.sslmethod is not None:
@@ -273,7 +274,7 @@ def _directoryCreator(settings: TLSSettings) -> Any:
     What Twisted's C{tls:} endpoint makes of a directory of PEM files: a
     connection creator that picks a certificate by the client's SNI name.
     """
-    from OpenSSL import SSL
+    from OpenSSL import SSL, crypto
     from twisted.internet import reactor
     from twisted.internet.endpoints import quoteStringArgument, serverFromString
 
@@ -286,7 +287,7 @@ def _directoryCreator(settings: TLSSettings) -> Any:
         served = SSL.Connection(creator.defaultContext).get_certificate()
     except ValueError as e:
         raise TLSConfigError(f"tls: is not known to this Twisted: {e}") from None
-    except Exception as e:
+    except (OSError, SSL.Error, crypto.Error, AttributeError) as e:
         raise TLSConfigError(f"tls: cannot load the PEM files in {settings.directory}: {_sslReason(e)}") from None
     if served is None:
         raise TLSConfigError(f"tls: {settings.directory} holds no certificate with its private key in a .pem file")

@@ -10,16 +10,21 @@ import json
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
-
-from certs import clientContext, httpsConnection, httpsGet, makeCertificate, peerName, readAll
-from server import APPS, TIMEOUT, Server, twistd, waitUntil
+from certs import (
+    clientContext,
+    httpsConnection,
+    httpsGet,
+    makeCertificate,
+    peerName,
+    readAll,
+)
+from server import APPS, TIMEOUT, twistd, waitUntil
 
 APP = ("--app", "testapp:application")
 
@@ -56,7 +61,7 @@ def test_plain_http_on_a_tls_port_gets_no_response(serve, certificate, noInterna
         sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         answer = readAll(sock)
     assert b"HTTP/" not in answer and b"200" not in answer
-    curl = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{server.port}/"], capture_output=True, timeout=TIMEOUT)
+    curl = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{server.port}/"], capture_output=True, timeout=TIMEOUT, check=False)
     assert curl.returncode != 0 and curl.stdout == b""
     assert httpsGet(server.port, crt)[0] == 200
 
@@ -131,7 +136,8 @@ def test_tls_directory_endpoint(serve, tmp_path: Path, noInternalErrors) -> None
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [twistd(), "-n", "--pidfile=", "prefork", *args], capture_output=True, text=True, cwd=APPS, timeout=TIMEOUT,
+        [twistd(), "-n", "--pidfile=", "prefork", *args],
+        capture_output=True, text=True, cwd=APPS, timeout=TIMEOUT, check=False,
     )
 
 
@@ -154,7 +160,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 )
 def test_what_cannot_be_served_is_refused(tmp_path: Path, listen: str, named: str) -> None:
     key, crt = makeCertificate(tmp_path)
-    otherKey, other = makeCertificate(tmp_path, "other")
+    _, other = makeCertificate(tmp_path, "other")
     (tmp_path / "empty").mkdir()
     values = {"dir": tmp_path, "key": key, "crt": crt, "other": other}
     result = run("--listen", listen.format(**values))
@@ -185,7 +191,7 @@ class NewTLSConnections:
                 status, _, name = httpsGet(self.port, self.certificate)
                 assert status == 200
                 self.names.append(name)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - every failure is counted
                 self.failures.append(e)
 
     def __enter__(self) -> NewTLSConnections:

@@ -41,6 +41,7 @@ from prefork.messages import ACTIVATE_SIGNAL, EXIT_BOOT_FAILED, EXIT_DONE, Event
 from prefork.proctitle import setTitle, workerTitle
 from prefork.tls import TLSConfigError, connectionCreator
 from prefork.web.proxies import TrustedProxies
+from prefork.web.proxyprotocol import ProxyHeaderFactory
 from prefork.web.site import WorkerSite
 from prefork.web.wsgi import WorkerWSGIResource, WSGIApplication
 
@@ -110,6 +111,7 @@ class Worker:
         self.limit = drawLimit(config)
         self.guard = ExitGuard(reactor)
         self.threadpool = ThreadPool(config.threads, config.threads, "prefork-wsgi") if config.threads else None
+        self.trusted = TrustedProxies(config.forwardedAllowIps)
         about = {"pid": self.pid, "generation": generation, "limit": self.limit}
         resource = WorkerWSGIResource(
             reactor,
@@ -117,7 +119,7 @@ class Worker:
             application,
             {"prefork.exit_guard": self.guard, "prefork.worker": about},
             scriptName=config.scriptName,
-            trustedProxies=TrustedProxies(config.forwardedAllowIps),
+            trustedProxies=self.trusted,
             displayTracebacks=config.displayTracebacks,
         )
         self.accessLog = None if config.accessLog is None else AccessLog(config.accessLog, config.accessLogFormat or COMBINED)
@@ -161,7 +163,8 @@ class Worker:
     def _factory(self, index: int) -> Factory:
         """
         What serves the connections of listener C{index}: the site, behind
-        TLS on a TLS listener.
+        TLS on a TLS listener, behind a PROXY protocol header when the
+        server expects one (it comes first on the wire).
         """
         factory: Any = self.site
         creator = self._creators[index] if index < len(self._creators) else None
@@ -171,6 +174,8 @@ class Worker:
             from twisted.protocols.tls import TLSMemoryBIOFactory
 
             factory = TLSMemoryBIOFactory(creator, False, factory)
+        if self.config.proxyProtocol:
+            factory = ProxyHeaderFactory(factory, self.trusted, self.reactor)
         return factory
 
     def _running(self) -> None:

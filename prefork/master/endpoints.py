@@ -14,9 +14,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
+from twisted.internet.endpoints import (
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    serverFromString,
+)
 
-from prefork.tls import TLSConfigError, TLSSettings, connectionCreator, parseTLSDescription, splitDescription
+from prefork.tls import (
+    TLSConfigError,
+    TLSSettings,
+    connectionCreator,
+    parseTLSDescription,
+    splitDescription,
+)
 
 #: The endpoint kinds served as they are.
 PLAIN = ("tcp", "tcp6", "unix")
