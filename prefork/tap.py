@@ -64,7 +64,8 @@ class Options(usage.Options):
          "Seconds an idle keep-alive connection stays open."],
         ["script-name", None, "", "Mount the app below this URL prefix (its SCRIPT_NAME), e.g. /app."],
         ["forwarded-allow-ips", None, "127.0.0.1",
-         "Comma-separated addresses or networks (or *) whose X-Forwarded-Proto sets wsgi.url_scheme."],
+         "Comma-separated addresses or networks (or *) trusted to send X-Forwarded-For/-Proto/-Host/-Port, "
+         "Forwarded and PROXY protocol headers."],
     ]
     optFlags = [
         ["no-preload", None, "Import the app in each worker after the fork, instead of once in the template."],
