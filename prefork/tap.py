@@ -49,7 +49,9 @@ class Options(usage.Options):
         ["graceful-timeout", None, "30", "Seconds a stopping worker may take to finish its requests and exit guards."],
         ["timeout", "t", "30", "Kill a worker whose event loop has been stuck this many seconds (0 = never)."],
         ["access-log", None, None, "Write an access log to this file ('-' for standard output); USR1 reopens it."],
-        ["access-log-format", None, None, "The access log's format, a Python format string over the fields in README [default: combined]."],
+        ["access-log-format", None, None,
+         "The access log's format: json, or a Python format string over the fields in README and "
+         "{in:HEADER} / {out:HEADER} [default: combined]."],
         ["status", None, None, "Serve the status page, status.json and Prometheus /metrics on this endpoint, e.g. tcp:9191:interface=127.0.0.1."],
         ["max-rss", None, "0", "Retire a worker once its resident memory passes this many MB (0 = no limit)."],
         ["limit-request-line", None, str(limits.DEFAULT_REQUEST_LINE), "Longest request line in bytes; longer gets 414."],

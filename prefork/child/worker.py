@@ -122,7 +122,10 @@ class Worker:
             trustedProxies=self.trusted,
             displayTracebacks=config.displayTracebacks,
         )
-        self.accessLog = None if config.accessLog is None else AccessLog(config.accessLog, config.accessLogFormat or COMBINED)
+        self.accessLog = (
+            None if config.accessLog is None
+            else AccessLog(config.accessLog, config.accessLogFormat or COMBINED, generation, reactor)
+        )
         self.site = WorkerSite(
             resource,
             self.limit,
@@ -361,4 +364,7 @@ def serve(
     worker.start()
     reactor.run()
     worker.stopThreads()
+    if worker.accessLog is not None:
+        # The lines of the last requests wait for a turn that never came.
+        worker.accessLog.flush()
     return EXIT_DONE

@@ -159,5 +159,6 @@ def buildEnviron(
         applyForwarded(environ, trusted)
         # The access log names the client the application was told of.
         request.preforkClient = environ["REMOTE_ADDR"]  # type: ignore[attr-defined]
+        request.preforkScheme = environ["wsgi.url_scheme"]  # type: ignore[attr-defined]
     environ.update(extra)
     return environ
