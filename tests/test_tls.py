@@ -25,6 +25,7 @@ from certs import (
     readAll,
 )
 from server import APPS, TIMEOUT, twistd, waitUntil
+from statusclient import fetch, status
 
 APP = ("--app", "testapp:application")
 
@@ -258,3 +259,12 @@ def test_python_ssl_client_negotiates_http11(serve, certificate) -> None:
         assert sock.version() in ("TLSv1.2", "TLSv1.3")
         sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         assert readAll(sock).startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_status_page_says_https(serve, certificate) -> None:
+    key, crt = certificate
+    server = serve(*APP, "--workers", "1", "--status", "tcp:0:interface=127.0.0.1", listen=sslListen(key, crt))
+    url = f"https://127.0.0.1:{server.port}/"
+    assert status(server)["listening"] == [url]
+    code, _, page = fetch(server, "/")
+    assert code == 200 and url.encode() in page

@@ -119,6 +119,8 @@ class ServerStatus:
     requestsPerSecond: float
     restarts: dict[str, int]
     workers: list[WorkerStatus]
+    #: Where the workers serve, as URLs (https for TLS) or unix:PATH.
+    listening: tuple[str, ...] = ()
 
     def byState(self) -> dict[str, int]:
         counts = dict.fromkeys(WORKER_STATES, 0)
@@ -141,6 +143,7 @@ class ServerStatus:
             "workers_by_state": self.byState(),
             "restarts": dict(self.restarts),
             "workers": [_workerJSON(worker) for worker in self.workers],
+            "listening": list(self.listening),
         }
 
 
@@ -235,4 +238,5 @@ class StatusCollector(Service):
             requestsPerSecond=self.requestsPerSecond(self.clock.seconds(), total),
             restarts=dict(self.master.tally.restarts),
             workers=workers,
+            listening=tuple(listening.describe() for listening in self.master.sockets),
         )
