@@ -226,9 +226,11 @@ def _certificateOptions(ssl: Any, settings: TLSSettings) -> Any:
     except (crypto.Error, ValueError):
         raise TLSConfigError(f"{settings.certKey} holds no PEM certificate") from None
     try:
-        key = ssl.KeyPair.load(keyPEM, crypto.FILETYPE_PEM)
+        key = ssl.KeyPair(crypto.load_privatekey(crypto.FILETYPE_PEM, keyPEM, passphrase=_refusePassphrase))
+    except _Encrypted:
+        raise TLSConfigError(f"{settings.privateKey} holds an encrypted private key; no passphrase can be given") from None
     except (crypto.Error, ValueError, TypeError):
-        raise TLSConfigError(f"{settings.privateKey} holds no PEM private key (or it is encrypted)") from None
+        raise TLSConfigError(f"{settings.privateKey} holds no PEM private key") from None
     try:
         private = ssl.PrivateCertificate.fromCertificateAndKeyPair(certificate, key)
     except VerifyError:
@@ -257,6 +259,16 @@ def _certificateOptions(ssl: Any, settings: TLSSettings) -> Any:
     return creator
 
 
+class _Encrypted(Exception):
+    pass
+
+
+def _refusePassphrase(*args: object) -> bytes:
+    # OpenSSL would otherwise ask for the passphrase on the terminal, and
+    # block a server's start on it.
+    raise _Encrypted()
+
+
 def _chain(ssl: Any, path: str) -> list[Any]:
     # As Twisted's ssl: endpoint reads extraCertChain.
     found = re.findall(
@@ -281,6 +293,7 @@ def _directoryCreator(settings: TLSSettings) -> Any:
     assert settings.directory is not None
     if not os.path.isdir(settings.directory):
         raise TLSConfigError(f"tls: {settings.directory} is not a directory")
+    _refuseEncryptedKeys(settings.directory)
     try:
         endpoint = serverFromString(reactor, f"tls:{quoteStringArgument(settings.directory)}:port=0")
         creator = endpoint.connectionCreator
@@ -292,6 +305,20 @@ def _directoryCreator(settings: TLSSettings) -> Any:
     if served is None:
         raise TLSConfigError(f"tls: {settings.directory} holds no certificate with its private key in a .pem file")
     return creator
+
+
+def _refuseEncryptedKeys(directory: str) -> None:
+    """
+    Refuse a directory whose PEM files hold an encrypted key: Twisted would
+    have OpenSSL ask for its passphrase on the terminal.
+    """
+    for folder, _, names in os.walk(directory):
+        for name in names:
+            if name.endswith(".pem"):
+                path = os.path.join(folder, name)
+                content = _read(path, "PEM file")
+                if b"ENCRYPTED PRIVATE KEY" in content or b"Proc-Type: 4,ENCRYPTED" in content:
+                    raise TLSConfigError(f"{path} holds an encrypted private key; no passphrase can be given")
 
 
 def _read(path: str, what: str) -> bytes:

@@ -149,11 +149,13 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         ("ssl:0:privateKey={dir}:certKey={crt}", "cannot read the private key {dir}: Is a directory"),
         ("ssl:0:privateKey={key}:certKey={other}", "does not match the certificate"),
         ("ssl:0:privateKey={crt}:certKey={crt}", "holds no PEM private key"),
+        ("ssl:0:privateKey={encrypted}:certKey={crt}", "{encrypted} holds an encrypted private key"),
         ("ssl:0:privateKey={key}:certKey={key}", "holds no PEM certificate"),
         ("ssl:0:privateKey={key}:certKey={crt}:extraCertChain={key}", "holds no PEM certificate for extraCertChain"),
         ("ssl:0:privateKey={key}:certKey={crt}:sslmethod=NOPE", "sslmethod 'NOPE'"),
         ("ssl:0:privateKey={key}:certKey={crt}:verify=yes", "takes the options"),
         ("tls:{dir}/empty:port=0", "holds no certificate with its private key"),
+        ("tls:{dir}/locked:port=0", "{dir}/locked/site.pem holds an encrypted private key"),
         ("txtorcon:80", "the workers cannot serve 'txtorcon' endpoints"),
         ("onion:80", "the workers cannot serve 'onion' endpoints"),
         ("stdio:", "the workers cannot serve 'stdio' endpoints"),
@@ -163,7 +165,14 @@ def test_what_cannot_be_served_is_refused(tmp_path: Path, listen: str, named: st
     key, crt = makeCertificate(tmp_path)
     _, other = makeCertificate(tmp_path, "other")
     (tmp_path / "empty").mkdir()
-    values = {"dir": tmp_path, "key": key, "crt": crt, "other": other}
+    encrypted = tmp_path / "encrypted.key"
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:secret", "-out", str(encrypted)],
+        check=True, capture_output=True, timeout=TIMEOUT,
+    )
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "site.pem").write_bytes(encrypted.read_bytes() + crt.read_bytes())
+    values = {"dir": tmp_path, "key": key, "crt": crt, "other": other, "encrypted": encrypted}
     result = run("--listen", listen.format(**values))
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
