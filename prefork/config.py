@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 
+from prefork.tls import TLSSettings
 from prefork.web import limits
 
 DEMO_APP = "prefork.demo:application"
@@ -67,6 +68,10 @@ class ServerConfig:
     @ivar maxUss: A worker whose unique memory (its private pages, see
         L{prefork.memory}) passes this many megabytes retires; 0 means no
         limit.
+    @ivar listenerTLS: For each listening socket, in the order the workers
+        receive them, the TLS they serve it with (L{None}: plain HTTP).
+    @ivar proxyProtocol: Every connection starts with a PROXY protocol
+        header (v1 or v2), from a peer in C{forwardedAllowIps}.
     """
 
     app: str = DEMO_APP
@@ -98,6 +103,8 @@ class ServerConfig:
     hooks: str | None = None
     reload: bool = False
     maxUss: int = 0
+    listenerTLS: tuple[TLSSettings | None, ...] = ()
+    proxyProtocol: bool = False
 
     def toJSON(self) -> str:
         return json.dumps(asdict(self))
@@ -107,6 +114,7 @@ class ServerConfig:
         values = json.loads(text)
         values["pythonPath"] = tuple(values["pythonPath"])
         values["forwardedAllowIps"] = tuple(values["forwardedAllowIps"])
+        values["listenerTLS"] = tuple(None if tls is None else TLSSettings.fromDict(tls) for tls in values["listenerTLS"])
         return cls(**values)
 
     def withoutPreload(self) -> ServerConfig:

@@ -29,6 +29,7 @@ from prefork.proctitle import AVAILABLE as TITLES, TitleService, masterTitle
 from prefork.web.proxies import parseForwardedAllowIps
 from prefork.master.sdnotify import NotifyingObserver, SystemdNotifier, SystemdWatchdog, watchdogInterval
 from prefork.master.sockets import CannotListen, ListeningSocket, listen
+from prefork.master.endpoints import UnservableEndpoint, listenEndpoint
 from prefork.status.collector import StatusCollector, currentGeneration
 from prefork.status.page import StatusService
 
@@ -54,7 +55,9 @@ class Options(usage.Options):
         ["graceful-timeout", None, "30", "Seconds a stopping worker may take to finish its requests and exit guards."],
         ["timeout", "t", "30", "Kill a worker whose event loop has been stuck this many seconds (0 = never)."],
         ["access-log", None, None, "Write an access log to this file ('-' for standard output); USR1 reopens it."],
-        ["access-log-format", None, None, "The access log's format, a Python format string over the fields in README [default: combined]."],
+        ["access-log-format", None, None,
+         "The access log's format: json, or a Python format string over the fields in README and "
+         "{in:HEADER} / {out:HEADER} [default: combined]."],
         ["status", None, None, "Serve the status page, status.json and Prometheus /metrics on this endpoint, e.g. tcp:9191:interface=127.0.0.1."],
         ["max-rss", None, "0", "Retire a worker once its resident memory passes this many MB (0 = no limit)."],
         ["limit-request-line", None, str(limits.DEFAULT_REQUEST_LINE), "Longest request line in bytes; longer gets 414."],
@@ -69,7 +72,8 @@ class Options(usage.Options):
          "Seconds an idle keep-alive connection stays open."],
         ["script-name", None, "", "Mount the app below this URL prefix (its SCRIPT_NAME), e.g. /app."],
         ["forwarded-allow-ips", None, "127.0.0.1",
-         "Comma-separated addresses or networks (or *) whose X-Forwarded-Proto sets wsgi.url_scheme."],
+         "Comma-separated addresses or networks (or *) trusted to send X-Forwarded-For/-Proto/-Host/-Port, "
+         "Forwarded and PROXY protocol headers."],
         ["config", "c", None, "Read options from this TOML file; the command line and PREFORK_* variables override it."],
         ["hooks", None, None, "Server hooks: a module, or MODULE:OBJECT, holding gunicorn's hooks (post_fork, ...)."],
         ["max-uss", None, "0", "Retire a worker once its unique memory (private pages) passes this many MB (0 = no limit)."],
@@ -80,6 +84,9 @@ class Options(usage.Options):
         ["reload", None, "Start a new generation whenever a source file of the application changes (for development)."],
         ["print-config", None, "Print the effective configuration as TOML, each value's source in a comment, and exit."],
         ["check-config", None, "Check the configuration, import the app and hooks in a child process, and exit."],
+        ["proxy-protocol", None,
+         "Every connection starts with a PROXY protocol header (v1 or v2) from a peer in --forwarded-allow-ips, "
+         "which gives the client's address; others are closed."],
     ]
     #: Twiggy::Prefork's names for options, accepted wherever options are.
     aliases = {"max-workers": "workers", "max-reqs-per-child": "max-requests", "min-reqs-per-child": "min-requests"}
@@ -231,6 +238,8 @@ class Options(usage.Options):
             hooks=_hooksSpec(self["hooks"]),
             reload=bool(self["reload"]),
             maxUss=_number(self, "max-uss", 0),
+            listenerTLS=tuple(getattr(endpoint, "tls", None) for endpoint in self["endpoints"]),
+            proxyProtocol=bool(self["proxy-protocol"]),
         )
         if self["print-config"]:
             self._printConfig()
@@ -240,8 +249,8 @@ class Options(usage.Options):
 
 def _endpoint(description: str) -> Any:
     """
-    The endpoint C{--listen description} names, or the inherited socket a
-    C{systemd:} description names.
+    The endpoint C{--listen description} names (with its TLS settings), or
+    the inherited socket a C{systemd:} description names.
     """
     if description.startswith("systemd:"):
         try:
@@ -251,9 +260,9 @@ def _endpoint(description: str) -> Any:
     from twisted.internet import reactor
 
     try:
-        return serverFromString(reactor, description)
-    except (ValueError, KeyError, TypeError) as e:
-        raise usage.UsageError(f"--listen {description!r} is not a server endpoint: {e}")
+        return listenEndpoint(reactor, description)
+    except UnservableEndpoint as e:
+        raise usage.UsageError(str(e))
 
 
 def _accessLog(path: str | None) -> str | None:
@@ -399,4 +408,8 @@ def _masterHooks(config: ServerConfig) -> Hooks:
 
 
 def _open(endpoint: Any, description: str) -> ListeningSocket:
-    return endpoint if isinstance(endpoint, ListeningSocket) else listen(endpoint, description)
+    if isinstance(endpoint, ListeningSocket):
+        return endpoint
+    listening = listen(endpoint.endpoint, description)
+    listening.scheme = endpoint.scheme
+    return listening

@@ -7,6 +7,7 @@ systemd watchdog.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from zope.interface import implementer
 
@@ -20,6 +21,7 @@ from prefork.messages import WorkerReport
 class FakeGeneration:
     number: int
     stopping: bool = False
+    sockets: list[Any] = field(default_factory=list)
     records: list[WorkerRecord] = field(default_factory=list)
     everServed: bool = False
 

@@ -158,7 +158,7 @@ class Server:
         """
         Wait until the first generation serves; learn the port.
         """
-        match = self.waitFor(r"Listening on (http://[\d.]+:(\d+)/|unix:)")
+        match = self.waitFor(r"Listening on (https?://[\d.]+:(\d+)/|unix:)")
         if match.group(2):
             self.port = int(match.group(2))
         self.waitFor(r"Generation 1 serving")

@@ -26,6 +26,7 @@ from zope.interface import implementer
 from twisted.internet import epollreactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
+from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -42,7 +43,9 @@ from prefork.memory import MemoryUsage, memoryUsage
 from prefork.messages import ACTIVATE_SIGNAL, EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
 from prefork.proctitle import setTitle, workerTitle
 from prefork.web.requesthooks import RequestHooks
+from prefork.tls import TLSConfigError, connectionCreator
 from prefork.web.proxies import TrustedProxies
+from prefork.web.proxyprotocol import ProxyHeaderFactory
 from prefork.web.site import WorkerSite
 from prefork.web.wsgi import WorkerWSGIResource, WSGIApplication
 
@@ -122,7 +125,12 @@ class Worker:
         spare: bool = False,
         hooks: Hooks = NO_HOOKS,
         view: WorkerView | None = None,
+        connectionCreators: Sequence[Any] = (),
     ) -> None:
+        """
+        @param connectionCreators: For each listener, what makes its TLS
+            connections, or L{None} for plain HTTP.
+        """
         self.reactor = reactor
         self.spare = spare
         self.hooks = hooks
@@ -135,6 +143,7 @@ class Worker:
         self.limit = drawLimit(config)
         self.guard = ExitGuard(reactor)
         self.threadpool = ThreadPool(config.threads, config.threads, "prefork-wsgi") if config.threads else None
+        self.trusted = TrustedProxies(config.forwardedAllowIps)
         about = {"pid": self.pid, "generation": generation, "limit": self.limit}
         resource = WorkerWSGIResource(
             reactor,
@@ -142,11 +151,14 @@ class Worker:
             application,
             {"prefork.exit_guard": self.guard, "prefork.worker": about},
             scriptName=config.scriptName,
-            trustedProxies=TrustedProxies(config.forwardedAllowIps),
+            trustedProxies=self.trusted,
             displayTracebacks=config.displayTracebacks,
             requestHooks=RequestHooks.of(hooks.bound("pre_request", self.view), hooks.bound("post_request", self.view)),
         )
-        self.accessLog = None if config.accessLog is None else AccessLog(config.accessLog, config.accessLogFormat or COMBINED)
+        self.accessLog = (
+            None if config.accessLog is None
+            else AccessLog(config.accessLog, config.accessLogFormat or COMBINED, generation, reactor)
+        )
         self.site = WorkerSite(
             resource,
             self.limit,
@@ -162,6 +174,7 @@ class Worker:
         self.heartbeat = Heartbeat(self.pid, self.site)
         self.site.changed = self.heartbeat.changed
         self._listeners = listeners
+        self._creators = connectionCreators
         self._ports: list[IListeningPort] = []
         self._beating = LoopingCall(self._beat)
         self._deadline: IDelayedCall | None = None
@@ -172,8 +185,8 @@ class Worker:
         """
         Adopt the listening sockets and start serving once the reactor runs.
         """
-        for fd, family in self._listeners:
-            port = adoptFairPort(self.reactor, fd, family, self.site)
+        for index, (fd, family) in enumerate(self._listeners):
+            port = adoptFairPort(self.reactor, fd, family, self._factory(index))
             # The port works on a copy; keeping the original would keep the
             # socket open (and connectable) after this worker stops accepting.
             os.close(fd)
@@ -184,6 +197,24 @@ class Worker:
             self.threadpool.start()
         self.reactor.addSystemEventTrigger("before", "shutdown", self._stopAccepting)
         self.reactor.callWhenRunning(self._running)
+
+    def _factory(self, index: int) -> Factory:
+        """
+        What serves the connections of listener C{index}: the site, behind
+        TLS on a TLS listener, behind a PROXY protocol header when the
+        server expects one (it comes first on the wire).
+        """
+        factory: Any = self.site
+        creator = self._creators[index] if index < len(self._creators) else None
+        if creator is not None:
+            # Not imported at the top: it needs pyOpenSSL, which a server
+            # without TLS listeners may not have.
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            factory = TLSMemoryBIOFactory(creator, False, factory)
+        if self.config.proxyProtocol:
+            factory = ProxyHeaderFactory(factory, self.trusted, self.reactor)
+        return factory
 
     def _running(self) -> None:
         try:
@@ -357,6 +388,19 @@ def reportSources() -> None:
         send(Message(Event.SOURCE, os.getpid(), (path,)))
 
 
+def connectionCreatorsOrReport(config: ServerConfig) -> list[Any] | None:
+    """
+    Build the TLS of every TLS listener from its files, read now; if one
+    cannot be built (its files changed since the master checked them), tell
+    the master why in one line.
+    """
+    try:
+        return [None if tls is None else connectionCreator(tls) for tls in config.listenerTLS]
+    except TLSConfigError as e:
+        send(Message(Event.FATAL, os.getpid(), (f"cannot serve TLS: {e}",)))
+        return None
+
+
 def serve(
     config: ServerConfig,
     generation: int,
@@ -397,13 +441,19 @@ def serve(
             return EXIT_BOOT_FAILED
         if config.reload:
             reportSources()
-    worker = Worker(reactor, config, generation, application, listeners, spare, hooks, view)
+    creators = connectionCreatorsOrReport(config)
+    if creators is None:
+        return EXIT_BOOT_FAILED
+    worker = Worker(reactor, config, generation, application, listeners, spare, hooks, view, creators)
     worker.start()
     reactor.run()
     if worker.bootFailed:
         return EXIT_BOOT_FAILED
     hooks.callLogged("worker_exit", server, view)
     worker.stopThreads()
+    if worker.accessLog is not None:
+        # The lines of the last requests wait for a turn that never came.
+        worker.accessLog.flush()
     return EXIT_DONE
 
 

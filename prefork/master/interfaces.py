@@ -130,3 +130,4 @@ class IServerState(Interface):
     generations = Attribute("The L{IGenerationState} of each generation still running, the oldest first.")
     tally = Attribute("The L{Tally<prefork.master.workers.Tally>} of the workers that have exited.")
     stopping = Attribute("Whether the server has begun to stop (TERM, INT, or a failure).")
+    sockets = Attribute("The L{ListeningSocket<prefork.master.sockets.ListeningSocket>}s the workers serve.")

@@ -37,11 +37,13 @@ class ListeningSocket:
         when the server stops; L{None} for others and inherited ones.
     @ivar origin: Who handed the socket over, for an inherited one (e.g.
         C{"systemd fd 3 'web'"}); L{None} for a socket this server opened.
+    @ivar scheme: C{"https"} when the workers serve it with TLS.
     """
 
     socket: socket.socket
     unlinkPath: str | None = None
     origin: str | None = None
+    scheme: str = "http"
 
     def fileno(self) -> int:
         return self.socket.fileno()
@@ -64,7 +66,9 @@ class ListeningSocket:
             name = address.decode("utf-8", "replace") if isinstance(address, bytes) else address
             return f"unix:{name or '(unnamed)'}"
         host, port = address[0], address[1]
-        return f"http://[{host}]:{port}/" if self.family == socket.AF_INET6 else f"http://{host}:{port}/"
+        if self.family == socket.AF_INET6:
+            return f"{self.scheme}://[{host}]:{port}/"
+        return f"{self.scheme}://{host}:{port}/"
 
     def close(self) -> None:
         """

@@ -80,6 +80,8 @@ class ServerStatus:
     restarts: dict[str, int]
     workers: list[WorkerStatus]
     history: tuple[float, ...] = ()
+    #: Where the workers serve, as URLs (https for TLS) or unix:PATH.
+    listening: tuple[str, ...] = ()
 
     def byState(self) -> dict[str, int]:
         counts = dict.fromkeys(WORKER_STATES, 0)
@@ -103,6 +105,7 @@ class ServerStatus:
             "restarts": dict(self.restarts),
             "workers": [_workerJSON(worker) for worker in self.workers],
             "requests_per_second_history": [round(rate, 2) for rate in self.history],
+            "listening": list(self.listening),
         }
 
 
@@ -222,4 +225,5 @@ class StatusCollector(Service):
             restarts=dict(self.state.tally.restarts),
             workers=workers,
             history=tuple(self._history),
+            listening=tuple(listening.describe() for listening in self.state.sockets),
         )

@@ -48,6 +48,7 @@ _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 0; color: #1d2330; background: #f4f6fa; }
 header { background: #1d2330; color: #fff; padding: 12px 24px; }
 header h1 { font-size: 18px; margin: 0; } header span { color: #a9b3c8; }
+header p.listening { margin: 4px 0 0; font-size: 13px; color: #a9b3c8; }
 main { padding: 16px 24px; }
 .totals { display: flex; flex-wrap: wrap; gap: 12px; margin-bottom: 16px; }
 .card { background: #fff; border-radius: 6px; padding: 8px 14px; box-shadow: 0 1px 2px #0002; }
@@ -153,7 +154,8 @@ def renderPage(status: ServerStatus) -> str:
 <meta http-equiv="refresh" content="{REFRESH}">
 <title>prefork: {escape(status.app)}</title>
 <style>{_STYLE}</style></head>
-<body><header><h1>twisted-prefork <span>{escape(status.app)} · master pid {status.pid}</span></h1></header>
+<body><header><h1>twisted-prefork <span>{escape(status.app)} · master pid {status.pid}</span></h1>
+<p class="listening">{escape(" · ".join(status.listening))}</p></header>
 <main><div class="totals">{"".join(cards)}</div>
 {_history(status)}
 <table id="workers"><thead><tr>{head}</tr></thead>

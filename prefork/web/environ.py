@@ -1,7 +1,7 @@
 """
 The WSGI environ (PEP 3333) of one request: its CGI-style keys built from
 what Twisted parsed, the application's mount point below C{--script-name},
-and the C{X-Forwarded-Proto} a trusted proxy may set.
+and what a trusted proxy says of the client (L{prefork.web.forwarded}).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.web.server import Request
 
+from prefork.web.forwarded import FORWARDING_KEYS, applyForwarded
 from prefork.web.proxies import TrustedProxies
 
 
@@ -113,7 +114,7 @@ def buildEnviron(
 
     @param extra: Keys added to every environ (the exit guard, say).
     @param scriptName: Where the application is mounted.
-    @param trusted: The peers whose C{X-Forwarded-Proto} is believed.
+    @param trusted: The peers whose forwarding headers are believed.
     @raise NotMounted: The request is not for the application.
     """
     path, _, query = request.uri.partition(b"?")
@@ -142,7 +143,7 @@ def buildEnviron(
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
     }
-    forwardedProto = None
+    forwarding = False
     for name, values in request.requestHeaders.getAllRawHeaders():
         if b"_" in name:
             # X-Forwarded_Proto would pass for X-Forwarded-Proto in the
@@ -152,9 +153,12 @@ def buildEnviron(
         # Most fields come once: nothing to join.
         value = native(values[0]) if len(values) == 1 else ",".join(native(v) for v in values)
         environ[key] = value
-        if key == "HTTP_X_FORWARDED_PROTO":
-            forwardedProto = value.strip().lower()
-    if forwardedProto in ("http", "https") and trusted is not None and connection.peerHost in trusted:
-        environ["wsgi.url_scheme"] = forwardedProto
+        if key in FORWARDING_KEYS:
+            forwarding = True
+    if forwarding and trusted is not None and connection.peerHost in trusted:
+        applyForwarded(environ, trusted)
+        # The access log names the client the application was told of.
+        request.preforkClient = environ["REMOTE_ADDR"]  # type: ignore[attr-defined]
+        request.preforkScheme = environ["wsgi.url_scheme"]  # type: ignore[attr-defined]
     environ.update(extra)
     return environ

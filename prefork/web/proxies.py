@@ -1,11 +1,12 @@
 """
 Which peers are trusted to say how the client reached them.
 
-Behind a TLS-terminating proxy every request arrives over plain HTTP; the
-proxy says C{X-Forwarded-Proto: https}.  Anybody can send that header, so it
-is believed only from the peers C{--forwarded-allow-ips} names (by default
-127.0.0.1, as gunicorn), and from UNIX sockets, which only local processes
-can reach.
+Behind a TLS-terminating proxy every request arrives over plain HTTP from
+the proxy; the proxy says C{X-Forwarded-Proto: https}, and who the client
+is (L{prefork.web.forwarded}, L{prefork.web.proxyprotocol}).  Anybody can
+send those headers, so they are believed only from the peers
+C{--forwarded-allow-ips} names (by default 127.0.0.1, as gunicorn), and from
+UNIX sockets, which only local processes can reach.
 """
 
 from __future__ import annotations

@@ -87,6 +87,11 @@ class WorkerSite(Site):
         self.channels: set[WorkerChannel] = set()
         self._emptyWaiters: list[Deferred[None]] = []
 
+    def acceptableProtocols(self) -> list[bytes]:
+        # Twisted's sites offer HTTP/2 through ALPN when h2 is installed;
+        # these connections speak HTTP/1.1 alone.
+        return [b"http/1.1"]
+
     def startFactory(self) -> None:
         super().startFactory()
         self._sweeper.start(self._sweepInterval, now=False)
