@@ -19,7 +19,8 @@ from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
 try:
-    from setproctitle import getproctitle as _getproctitle, setproctitle as _setproctitle
+    from setproctitle import getproctitle as _getproctitle
+    from setproctitle import setproctitle as _setproctitle
 except ImportError:
     _getproctitle = _setproctitle = None
 

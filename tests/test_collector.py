@@ -43,7 +43,9 @@ class FakeServer:
     tally: Tally = field(default_factory=Tally)
 
 
-def worker(pid: int, born: float, served: int = 0, limit: int = 100, inFlight: int = 0, spare: bool = False) -> WorkerRecord:
+def worker(
+    pid: int, born: float, served: int = 0, limit: int = 100, inFlight: int = 0, spare: bool = False
+) -> WorkerRecord:
     record = WorkerRecord(pid, spare=spare, born=born, lastHeard=born)
     record.ready(limit)
     record.beat(WorkerReport(served=served, inFlight=inFlight, rss=30 << 20, lastDuration=1500, lastPath="/p"))
@@ -60,7 +62,9 @@ def server() -> FakeServer:
     old.draining("stop", served=60)
     busy, idle = worker(201, born=START - 10, served=5, inFlight=1), worker(202, born=START - 20, served=3)
     spare, booting = worker(203, born=START - 5, spare=True), WorkerRecord(204, born=START - 1)
-    server = FakeServer(generations=[FakeGeneration(1, True, [old]), FakeGeneration(2, False, [busy, idle, spare, booting])])
+    server = FakeServer(
+        generations=[FakeGeneration(1, True, [old]), FakeGeneration(2, False, [busy, idle, spare, booting])]
+    )
     gone = WorkerRecord(100, served=100)
     gone.draining("limit", served=100)
     server.tally.workerExited(server.generations[0], gone, 0, False)

@@ -92,8 +92,8 @@ def _installationDirectories() -> tuple[str, ...]:
     for scheme in sysconfig.get_scheme_names():
         for key in ("stdlib", "platstdlib", "purelib", "platlib"):
             try:
-                found.add(sysconfig.get_path(key, scheme, vars={"base": sys.prefix, "platbase": sys.exec_prefix}))
-                found.add(sysconfig.get_path(key, scheme, vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix}))
+                for base, platbase in ((sys.prefix, sys.exec_prefix), (sys.base_prefix, sys.base_exec_prefix)):
+                    found.add(sysconfig.get_path(key, scheme, vars={"base": base, "platbase": platbase}))
             except KeyError:
                 pass
     found.update(site.getsitepackages() + [site.getusersitepackages()])

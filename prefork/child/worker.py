@@ -19,8 +19,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from zope.interface import implementer
-
 # Imported here, in the template, so that a worker only has to install it:
 # importing a reactor module does not install a reactor.
 from twisted.internet import epollreactor
@@ -29,20 +27,21 @@ from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
 from prefork.child.accept import adoptFairPort
-from prefork.web.accesslog import COMBINED, AccessLog
 from prefork.child.appload import AppLoadError, loadApp, ownSources
 from prefork.child.childlog import logToStderr
-from prefork.config import ServerConfig
 from prefork.child.exitguard import ExitGuard
 from prefork.child.heartbeat import Heartbeat
+from prefork.config import ServerConfig
 from prefork.hooks import NO_HOOKS, Hooks, IServer, IWorker, ServerInfo
 from prefork.memory import residentBytes
 from prefork.messages import ACTIVATE_SIGNAL, EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
 from prefork.proctitle import setTitle, workerTitle
-from prefork.web.requesthooks import RequestHooks
+from prefork.web.accesslog import COMBINED, AccessLog
 from prefork.web.proxies import TrustedProxies
+from prefork.web.requesthooks import RequestHooks
 from prefork.web.site import WorkerSite
 from prefork.web.wsgi import WorkerWSGIResource, WSGIApplication
 
@@ -146,7 +145,9 @@ class Worker:
             displayTracebacks=config.displayTracebacks,
             requestHooks=RequestHooks.of(hooks.bound("pre_request", self.view), hooks.bound("post_request", self.view)),
         )
-        self.accessLog = None if config.accessLog is None else AccessLog(config.accessLog, config.accessLogFormat or COMBINED)
+        self.accessLog = None
+        if config.accessLog is not None:
+            self.accessLog = AccessLog(config.accessLog, config.accessLogFormat or COMBINED)
         self.site = WorkerSite(
             resource,
             self.limit,

@@ -25,8 +25,8 @@ from typing import Any, NoReturn, TextIO
 
 from twisted.internet.protocol import ProcessProtocol
 
-from prefork.child import childlog
 from prefork import proctitle
+from prefork.child import childlog
 from prefork.messages import TemplateSetup
 from prefork.proctitle import AVAILABLE as TITLES
 from prefork.twistedinternals import InPlaceProcess, detachSpareDescriptor

@@ -71,8 +71,8 @@ class MasterHooks(Service):
         super().privilegedStartService()
         try:
             self.hooks.call("on_starting", self.server)
-        except BaseException:
-            raise SystemExit(f"twistd prefork: {describeFailure('on_starting')}")
+        except BaseException as e:
+            raise SystemExit(f"twistd prefork: {describeFailure('on_starting')}") from e
 
     def startService(self) -> None:
         super().startService()

@@ -280,9 +280,13 @@ class Master(Service):
     def templateExited(self, generation: Generation, error: BaseException | None) -> None:
         if generation.stopping or self.stopping:
             return
-        self._log.warn("The template of generation {number} exited unexpectedly: {error}", number=generation.number, error=error)
+        self._log.warn(
+            "The template of generation {number} exited unexpectedly: {error}", number=generation.number, error=error
+        )
         if not generation.everServed:
-            self._generationFailed(generation, f"the template process of generation {generation.number} exited at start-up ({error})")
+            self._generationFailed(
+                generation, f"the template process of generation {generation.number} exited at start-up ({error})"
+            )
             return
         # Its workers cannot be replaced any more: drain them and start afresh.
         generation.stop()
@@ -321,7 +325,9 @@ class Master(Service):
         drain, and the observers hear that the server serves.
         """
         self._announced.add(generation)
-        self._log.info("Generation {number} serving with {count} workers", number=generation.number, count=self.workerCount)
+        self._log.info(
+            "Generation {number} serving with {count} workers", number=generation.number, count=self.workerCount
+        )
         for older in self._running():
             if older.number < generation.number:
                 self._log.info("Draining generation {number}", number=older.number)
@@ -337,7 +343,9 @@ class Master(Service):
         failures = self._failures[generation] = self._failures.get(generation, 0) + 1
         if generation.everServed or failures < MAX_BOOT_FAILURES:
             return False
-        self._generationFailed(generation, f"workers of generation {generation.number} die at start-up ({describeExit(status)})")
+        self._generationFailed(
+            generation, f"workers of generation {generation.number} die at start-up ({describeExit(status)})"
+        )
         return True
 
     def _healthy(self, generation: Generation) -> None:
