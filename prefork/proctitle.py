@@ -18,6 +18,8 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
+_getproctitle: Callable[[], str] | None
+_setproctitle: Callable[[str], None] | None
 try:
     from setproctitle import getproctitle as _getproctitle
     from setproctitle import setproctitle as _setproctitle

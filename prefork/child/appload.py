@@ -72,7 +72,8 @@ def loadApp(spec: str, pythonPath: Iterable[str] = ()) -> WSGIApplication:
             raise AppLoadError(f"--app {spec!r}: {moduleName!r} has no attribute {attribute!r}") from None
     if not callable(obj):
         raise AppLoadError(f"--app {spec!r} is not callable: it is {type(obj).__name__} {obj!r:.60}")
-    return obj
+    application: WSGIApplication = obj
+    return application
 
 
 def _importFailure(spec: str, e: BaseException) -> AppLoadError:

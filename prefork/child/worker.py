@@ -16,20 +16,21 @@ import random
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
 
 # Imported here, in the template, so that a worker only has to install it:
 # importing a reactor module does not install a reactor.
 from twisted.internet import epollreactor
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IListeningPort
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from prefork.child.accept import adoptFairPort
+from prefork.child.accept import FairTCPPort, FairUNIXPort, adoptFairPort
 from prefork.child.appload import AppLoadError, loadApp, ownSources
 from prefork.child.childlog import logToStderr
 from prefork.child.exitguard import ExitGuard
@@ -163,7 +164,7 @@ class Worker:
         self.heartbeat = Heartbeat(self.pid, self.site)
         self.site.changed = self.heartbeat.changed
         self._listeners = listeners
-        self._ports: list[IListeningPort] = []
+        self._ports: list[FairTCPPort | FairUNIXPort] = []
         self._beating = LoopingCall(self._beat)
         self._deadline: IDelayedCall | None = None
         self._idleClose: IDelayedCall | None = None
@@ -204,9 +205,16 @@ class Worker:
             (signal.SIGUSR1, self.reopenLogs),
             (ACTIVATE_SIGNAL, self.activate),
         ]:
-            signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
+            signal.signal(signum, self._inReactor(handler))
         send(Message(Event.READY, self.pid, (str(self.limit), *(("spare",) if self.spare else ()))))
         self._beating.start(HEARTBEAT_INTERVAL)
+
+    def _inReactor(self, handler: Callable[[], object]) -> Callable[[int, FrameType | None], None]:
+        """
+        A signal handler that runs C{handler} in the reactor, outside the
+        signal's context.
+        """
+        return lambda signum, frame: self.reactor.callFromThread(handler)
 
     def _interrupted(self) -> None:
         self.hooks.callLogged("worker_int", self.view)
