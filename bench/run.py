@@ -118,7 +118,8 @@ def ensureTools(venv: Path, install: bool) -> None:
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
                        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-    if not all((venv / "bin" / tool).exists() for tool in ("twistd", "gunicorn")) or not list(venv.glob("lib/*/site-packages/setproctitle")):
+    tools = all((venv / "bin" / tool).exists() for tool in ("twistd", "gunicorn"))
+    if not tools or not list(venv.glob("lib/*/site-packages/setproctitle")):
         if not install:
             sys.exit(f"bench: no virtualenv with the servers at {venv}")
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -464,7 +465,9 @@ def transfer(port: int, request: bytes, body: int) -> float:
     return time.monotonic() - began
 
 
-def largeBodies(kind: ServerKind, options: argparse.Namespace, logs: Path, megabytes: int = 100) -> tuple[float, float, float]:
+def largeBodies(
+    kind: ServerKind, options: argparse.Namespace, logs: Path, megabytes: int = 100
+) -> tuple[float, float, float]:
     """
     MB/s for a C{megabytes} response and for an upload of that size, and how
     much the worker's peak memory grew meanwhile, in MiB.
@@ -475,7 +478,8 @@ def largeBodies(kind: ServerKind, options: argparse.Namespace, logs: Path, megab
         workers = tree(running.process.pid)[1:] + tree(uploading.process.pid)[1:]
         before = peakMemory(workers)
         size = megabytes * 1024 * 1024
-        down = transfer(running.port, f"GET /?mb={megabytes} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode(), 0)
+        down = transfer(running.port, f"GET /?mb={megabytes} HTTP/1.1\r\nHost: bench\r\n"
+                        "Connection: close\r\n\r\n".encode(), 0)
         up = transfer(uploading.port, f"POST / HTTP/1.1\r\nHost: bench\r\nContent-Length: {size}\r\n"
                       "Connection: close\r\n\r\n".encode(), size)
         after = peakMemory(workers)
@@ -495,14 +499,17 @@ def progress(line: str) -> None:
 
 def machine() -> str:
     cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
-    return f"{cpu.group(1) if cpu else platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    model = cpu.group(1) if cpu else platform.machine()
+    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
 def table(rows: list[Row]) -> list[str]:
     baseline = {(r.app, r.close, r.server): r.load.requests for r in rows}
     lines = [
-        "| server | app | connection | req/s | x sync | x gthread | req per CPU-s | p50 ms | p99 ms | errors "
-        "| master RSS MiB | worker USS MiB | worker RSS MiB | startup ms | others' CPU (cores) |",
+        (
+            "| server | app | connection | req/s | x sync | x gthread | req per CPU-s | p50 ms | p99 ms | errors "
+            "| master RSS MiB | worker USS MiB | worker RSS MiB | startup ms | others' CPU (cores) |"
+        ),
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
@@ -512,8 +519,9 @@ def table(rows: list[Row]) -> list[str]:
             ratios.append(f"{r.load.requests / base:.2f}" if base else "")
         lines.append(
             f"| {r.server} | {r.app} | {'close' if r.close else 'keep-alive'} | {r.load.requests:,.0f} "
-            f"| {ratios[0]} | {ratios[1]} | {r.load.perCpu:,.0f} | {r.load.p50:.2f} | {r.load.p99:.2f} | {r.load.errors} "
-            f"| {r.memory[0]:.1f} | {r.memory[1]:.1f} | {r.memory[2]:.1f} | {r.startup * 1000:.0f} | {r.load.others:.2f} |"
+            f"| {ratios[0]} | {ratios[1]} | {r.load.perCpu:,.0f} | {r.load.p50:.2f} | {r.load.p99:.2f} "
+            f"| {r.load.errors} | {r.memory[0]:.1f} | {r.memory[1]:.1f} | {r.memory[2]:.1f} "
+            f"| {r.startup * 1000:.0f} | {r.load.others:.2f} |"
         )
     return lines
 
@@ -528,7 +536,9 @@ def fairnessTable(results: list[tuple[str, bool, Load]]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=5, help="seconds per wrk run (default 5)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes per server (default 2)")
     parser.add_argument("--threads", type=int, default=4, help="threads for the threaded modes (default 4)")
@@ -536,7 +546,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="measure each row this many times, keep the fastest")
     parser.add_argument("--apps", default=",".join(APPS), help=f"comma-separated, of {', '.join(APPS)}")
     parser.add_argument("--servers", default="", help="comma-separated server names (default all)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: table, fairness, respawn, startup, bodies")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated parts to skip: table, fairness, respawn, startup, bodies"
+    )
     parser.add_argument("--venv", type=Path, default=BENCH / ".venv", help="virtualenv for the Python servers")
     parser.add_argument("--no-install", dest="install", action="store_false", help="fail instead of installing")
     options = parser.parse_args()
@@ -561,16 +573,22 @@ def main() -> None:
             if k.name.startswith("prefork") and not k.recycles or k.name == "gunicorn-sync"]
     loadAfter = Path("/proc/loadavg").read_text().split()[:3]
     report = [
-        f"Run {started} on {machine()}; {options.workers} workers, wrk -t1 -c{options.connections} "
-        f"-d{options.duration:g}s on 127.0.0.1, best of {options.rounds}; load average before {' '.join(loadBefore)}, "
-        f"after {' '.join(loadAfter)}.",
+        (
+            f"Run {started} on {machine()}; {options.workers} workers, wrk -t1 -c{options.connections} "
+            f"-d{options.duration:g}s on 127.0.0.1, best of {options.rounds}; "
+            f"load average before {' '.join(loadBefore)}, after {' '.join(loadAfter)}."
+        ),
         "",
         *table(rows),
     ]
     if fair:
         report += ["", "Fairness (hello app, max-requests 0):", "", *fairnessTable(fair)]
     if respawns:
-        report += ["", "Respawn cost (hello app, 1 worker retiring every 100 requests, 1000 sequential requests with Connection: close):", "",
+        respawnTitle = (
+            "Respawn cost (hello app, 1 worker retiring every 100 requests, "
+            "1000 sequential requests with Connection: close):"
+        )
+        report += ["", respawnTitle, "",
                    "| server | median request ms | extra wait for a fresh worker ms |", "| --- | ---: | ---: |"]
         report += [f"| {name} | {median:.2f} | {extra:.2f} |" for name, (median, extra) in respawns]
     if startups:
@@ -579,7 +597,8 @@ def main() -> None:
         report += [f"| {name} | {statistics.median(t):.0f} | {min(t):.0f} | {max(t):.0f} |" for name, t in startups]
     if bodies:
         report += ["", "Large bodies (100 MB each way, 1 worker, one client on 127.0.0.1):", "",
-                   "| server | response MB/s | upload MB/s | worker peak memory growth MiB |", "| --- | ---: | ---: | ---: |"]
+                   "| server | response MB/s | upload MB/s | worker peak memory growth MiB |",
+                   "| --- | ---: | ---: | ---: |"]
         report += [f"| {name} | {down:,.0f} | {up:,.0f} | {growth:.1f} |" for name, (down, up, growth) in bodies]
     print("\n".join(report))
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from prefork.memory import residentBytes, uniqueBytes  # noqa: E402
+from prefork.memory import residentBytes, uniqueBytes
 
 
 def parent(pid: int) -> int:
@@ -79,7 +79,8 @@ def main() -> None:
     for preload in (True, False):
         uss, rss, template = measure(options.app, options.workers, preload, options.requests, options.threads)
         mode = "preload   " if preload else "no-preload"
-        print(f"{options.app} {mode}: USS per worker {uss:6.1f} MB, RSS per worker {rss:6.1f} MB, template USS {template:6.1f} MB")
+        print(f"{options.app} {mode}: USS per worker {uss:6.1f} MB, RSS per worker {rss:6.1f} MB, "
+              f"template USS {template:6.1f} MB")
 
 
 if __name__ == "__main__":

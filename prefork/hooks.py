@@ -221,5 +221,5 @@ def describeFailure(name: str) -> str:
     """
     One line for the exception being handled, raised by hook C{name}.
     """
-    summary = traceback.format_exception_only(*sys.exc_info()[:2])[-1].strip()  # type: ignore[arg-type]
+    summary = traceback.format_exception_only(*sys.exc_info()[:2])[-1].strip()
     return f"hook {name} raised {summary}"

@@ -19,8 +19,11 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
+_getproctitle: Callable[[], str] | None
+_setproctitle: Callable[[str], None] | None
 try:
-    from setproctitle import getproctitle as _getproctitle, setproctitle as _setproctitle
+    from setproctitle import getproctitle as _getproctitle
+    from setproctitle import setproctitle as _setproctitle
 except ImportError:
     _getproctitle = _setproctitle = None
 

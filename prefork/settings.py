@@ -19,7 +19,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from twisted.python import usage
 
@@ -30,7 +30,7 @@ else:  # pragma: no cover
 
 #: A value as the sources give it: a parameter's text, a flag, or the
 #: values of a repeatable option.
-Value = Union[str, bool, list[str]]
+Value = str | bool | list[str]
 
 #: Environment variables of the platforms (Heroku and its followers).
 WEB_CONCURRENCY = "WEB_CONCURRENCY"
@@ -141,7 +141,7 @@ def fromCommandLine(options: usage.Options, table: OptionTable, argv: list[str])
     try:
         pairs, rest = getopt.getopt(argv, options.shortOpt, options.longOpt)
     except getopt.error as e:
-        raise usage.UsageError(str(e))
+        raise usage.UsageError(str(e)) from e
     if rest:
         raise usage.UsageError(f"unexpected argument {rest[0]!r}")
     flags = {name for name in options.longOpt if not name.endswith("=")}
@@ -328,7 +328,11 @@ def render(table: OptionTable, settings: Mapping[str, Setting], notes: Mapping[s
             lines.append(f"# {name}: {notes[name]}  {DEFAULT.comment()}")
             continue
         if setting is None:
-            value: Value | None = False if name in table.flags else [] if name in table.repeatable else table.parameters.get(name)
+            value: Value | None = table.parameters.get(name)
+            if name in table.flags:
+                value = False
+            elif name in table.repeatable:
+                value = []
             origin = DEFAULT
         else:
             value, origin = setting.value, setting.origin

@@ -21,13 +21,12 @@ from __future__ import annotations
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import twisted
 from twisted.internet import tcp, unix
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.process import Process
-from twisted.internet.protocol import Factory
 from twisted.logger import ILogObserver, LogPublisher
 from twisted.protocols.basic import LineReceiver
 from twisted.web.http import HTTPChannel
@@ -252,17 +251,23 @@ _FRAMING_FIELDS = {
 # The worker's listening ports.
 
 
+_Port = TypeVar("_Port", bound=tcp.Port)
+
+
 def adoptListeningPort(
-    portClass: type[tcp.Port], reactor: Any, fd: int, family: socket.AddressFamily, factory: Factory
-) -> IListeningPort:
+    portClass: type[_Port], reactor: Any, fd: int, family: socket.AddressFamily, factory: IProtocolFactory
+) -> _Port:
     """
     What C{reactor.adoptStreamPort} does, but with a port of C{portClass}
     (a subclass of Twisted's TCP or UNIX port): listen with C{factory} on a
     copy of the listening socket C{fd}.  The port is not started.
     """
+    port: _Port
     if issubclass(portClass, unix.Port):
-        return portClass._fromListeningDescriptor(reactor, fd, factory)  # type: ignore[no-any-return]
-    return portClass._fromListeningDescriptor(reactor, fd, family, factory)  # type: ignore[no-any-return]
+        port = portClass._fromListeningDescriptor(reactor, fd, factory)
+    else:
+        port = portClass._fromListeningDescriptor(reactor, fd, family, factory)
+    return port
 
 
 # The descriptor Twisted keeps in reserve, so that a port can accept and

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+
 from server import TIMEOUT, Server
 
 #: The option that puts the status page on an ephemeral loopback port.

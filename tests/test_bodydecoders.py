@@ -32,7 +32,9 @@ def test_identity_body_and_what_follows() -> None:
 
 
 def test_chunked_with_trailer_and_what_follows() -> None:
-    body, finished = decode(ChunkedDecoder, b"3 ;a=b\r\nabc\r\n", b"A\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n", b"\r\nNEXT")
+    body, finished = decode(
+        ChunkedDecoder, b"3 ;a=b\r\nabc\r\n", b"A\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n", b"\r\nNEXT"
+    )
     assert body == b"abc0123456789" and finished == [b"NEXT"]
 
 

@@ -14,8 +14,8 @@ from twisted.internet.testing import StringTransport
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from prefork.web.limits import RequestLimits
 from prefork.web.channel import WorkerChannel
+from prefork.web.limits import RequestLimits
 from prefork.web.site import WorkerSite
 
 LIMITS = RequestLimits(headerTimeout=10, keepaliveTimeout=5, body=100, requestLine=100, fields=5, fieldSize=50)

@@ -34,7 +34,9 @@ def server() -> FakeServer:
     old.draining("stop", served=60)
     busy, idle = worker(201, born=START - 10, served=5, inFlight=1), worker(202, born=START - 20, served=3)
     spare, booting = worker(203, born=START - 5, spare=True), WorkerRecord(204, born=START - 1)
-    server = FakeServer(generations=[FakeGeneration(1, True, [old], True), FakeGeneration(2, False, [busy, idle, spare, booting], True)])
+    server = FakeServer(
+        generations=[FakeGeneration(1, True, [old], True), FakeGeneration(2, False, [busy, idle, spare, booting], True)]
+    )
     gone = WorkerRecord(100, served=100)
     gone.draining("limit", served=100)
     server.tally.workerExited(server.generations[0], gone, 0, False)

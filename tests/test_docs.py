@@ -69,7 +69,7 @@ def _tables(text: str, firstHeader: str) -> list[list[list[str]]]:
                 if cells[0] or not rows:
                     rows.append(cells)
                 else:
-                    rows[-1] = [" ".join(filter(None, pair)) for pair in zip(rows[-1], cells)]
+                    rows[-1] = [" ".join(filter(None, pair)) for pair in zip(rows[-1], cells, strict=True)]
             tables.append(rows)
         i = end + 1
     return tables
@@ -156,7 +156,9 @@ def test_optionDefaults() -> None:
             continue
         name = option.group()[2:]
         assert name in defaults, f"--{name} has no default, README.rst says {default}"
-        assert float(defaults[name]) == float(default), f"--{name} defaults to {defaults[name]}, README.rst says {default}"
+        assert float(defaults[name]) == float(default), (
+            f"--{name} defaults to {defaults[name]}, README.rst says {default}"
+        )
         checked += 1
     assert checked >= 10
 

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from server import Server, waitUntil
 from superdaemon import SUPERAPP, getJSON
 

@@ -64,8 +64,10 @@ def test_address_in_use() -> None:
         taken.close()
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        f"twistd prefork: cannot listen on tcp:{port}:interface=127.0.0.1: "
-        f"Couldn't listen on 127.0.0.1:{port}: [Errno 98] Address already in use."
+        (
+            f"twistd prefork: cannot listen on tcp:{port}:interface=127.0.0.1: "
+            f"Couldn't listen on 127.0.0.1:{port}: [Errno 98] Address already in use."
+        )
     ]
 
 

@@ -140,7 +140,9 @@ def test_on_starting_failing_stops_the_start(tmp_path: Path) -> None:
 def test_hooks_that_cannot_be_loaded_stop_the_start(tmp_path: Path) -> None:
     result = run(*APP, "--hooks", "nosuchhooks", env=environment(tmp_path / "log"))
     assert result.returncode == 1
-    assert result.stderr.splitlines() == ["twistd prefork: cannot import --hooks 'nosuchhooks': no module named 'nosuchhooks'"]
+    assert result.stderr.splitlines() == [
+        "twistd prefork: cannot import --hooks 'nosuchhooks': no module named 'nosuchhooks'"
+    ]
 
 
 @pytest.mark.parametrize("hook", ["pre_fork", "post_fork", "post_worker_init"])
@@ -173,8 +175,8 @@ holder = Holder()
 
 
 def test_hooks_from_an_object() -> None:
-    from prefork.hooks import IServer, IWorker, ServerInfo, WorkerInfo, loadHooks
     from prefork.config import ServerConfig
+    from prefork.hooks import IServer, IWorker, ServerInfo, WorkerInfo, loadHooks
 
     hooks = loadHooks("test_hooks:holder")
     assert "post_fork" in hooks and "pre_request" in hooks and "when_ready" not in hooks

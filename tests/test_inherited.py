@@ -49,7 +49,11 @@ def close(found: list) -> None:
 
 def test_server_starter_keys(listening: dict[str, socket.socket], tmp_path: Path) -> None:
     port = listening["tcp"].getsockname()[1]
-    entries = [f"{port}={dup(listening['tcp'])}", f"127.0.0.1:{port}={dup(listening['tcp'])}", f"{tmp_path / 's'}={dup(listening['unix'])}"]
+    entries = [
+        f"{port}={dup(listening['tcp'])}",
+        f"127.0.0.1:{port}={dup(listening['tcp'])}",
+        f"{tmp_path / 's'}={dup(listening['unix'])}",
+    ]
     if "tcp6" in listening:
         entries.append(f"[::1]:{listening['tcp6'].getsockname()[1]}={dup(listening['tcp6'])}")
     found = inherited.fromServerStarter({"SERVER_STARTER_PORT": ";".join(entries)})
@@ -115,7 +119,13 @@ def test_start_environment(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "description",
-    ["systemd:index=0", "systemd:domain=IPX:index=0", "systemd:domain=INET", "systemd:domain=INET:index=0:name=a", "systemd:domain=INET:port=3"],
+    [
+        "systemd:index=0",
+        "systemd:domain=IPX:index=0",
+        "systemd:domain=INET",
+        "systemd:domain=INET:index=0:name=a",
+        "systemd:domain=INET:port=3",
+    ],
 )
 def test_systemd_endpoint_malformed(description: str) -> None:
     with pytest.raises(InheritedSocketError, match="systemd:domain=INET|INET6|UNIX:index=N"):
@@ -169,7 +179,9 @@ def test_notifier_abstract_name() -> None:
     try:
         observer = NotifyingObserver(notifier, startPid=os.getpid() + 1)
         observer.serving(FakeGeneration(1, 1))  # type: ignore[arg-type]
-        assert receive(sink) == {"READY": "1", "MAINPID": str(os.getpid()), "STATUS": "Serving with 1 worker (generation 1)"}
+        assert receive(sink) == {
+            "READY": "1", "MAINPID": str(os.getpid()), "STATUS": "Serving with 1 worker (generation 1)"
+        }
         observer.reloading()
         assert receive(sink)["RELOADING"] == "1"
         observer.serving(FakeGeneration(2, 3))  # type: ignore[arg-type]

@@ -11,9 +11,9 @@ contents the same.
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
-import grp
 import shlex
 import shutil
 import signal
@@ -151,8 +151,8 @@ def test_a_user_that_cannot_run_the_server_is_one_line(tmp_path: Path) -> None:
         cwd.mkdir(mode=0o700)
         expected = f"user {USER} (uid {user().pw_uid}) cannot run the server with "
     result = subprocess.run(
-        [twistd(), "-n", "--pidfile=", "--uid", USER, "prefork", "--app", "testapp:application", "--pythonpath", str(APPS),
-         "--listen", "tcp:0:interface=127.0.0.1"],
+        [twistd(), "-n", "--pidfile=", "--uid", USER, "prefork", "--app", "testapp:application",
+         "--pythonpath", str(APPS), "--listen", "tcp:0:interface=127.0.0.1"],
         capture_output=True, text=True, cwd=cwd, timeout=TIMEOUT,
     )
     assert result.returncode == 1
@@ -165,7 +165,9 @@ def test_a_user_that_cannot_run_the_server_is_one_line(tmp_path: Path) -> None:
 
 def test_umask_applies_to_what_the_workers_create(servers, tmp_path: Path) -> None:
     log = tmp_path / "access.log"
-    server = asUser(Server("--app", "testapp:application", "--workers", "1", "--access-log", str(log)), "--umask", "0077")
+    server = asUser(
+        Server("--app", "testapp:application", "--workers", "1", "--access-log", str(log)), "--umask", "0077"
+    )
     servers.append(server)
     server.start().serving()
     assert server.get("/")[0] == 200

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prefork.web.http import ChunkedDecoder, Rejection, isValidHost, parseTarget
 from prefork.web.environ import NotMounted, splitPath
+from prefork.web.http import ChunkedDecoder, Rejection, isValidHost, parseTarget
 from rawhttp import exchange, oneWorker, servingWorker
 from server import Server
 
@@ -38,9 +38,9 @@ def server(request) -> Iterator[tuple[Server, int]]:
         yield served
 
 
-methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]) | st.text(TCHAR, min_size=1, max_size=12).filter(
-    lambda m: m not in ("HEAD", "CONNECT")
-)
+methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]) | st.text(
+    TCHAR, min_size=1, max_size=12
+).filter(lambda m: m not in ("HEAD", "CONNECT"))
 segments = st.lists(st.binary(max_size=12), max_size=5)
 queries = st.text(string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@/?%", max_size=40).map(
     lambda q: q.replace("%", "%25")
@@ -57,7 +57,7 @@ bodies = st.binary(max_size=3000)
 
 def chunked(body: bytes, cuts: list[int]) -> bytes:
     pieces, start = [], 0
-    for cut in sorted(set(c % (len(body) + 1) for c in cuts)) + [len(body)]:
+    for cut in sorted({c % (len(body) + 1) for c in cuts}) + [len(body)]:
         if cut > start:
             pieces.append(b"%x\r\n%s\r\n" % (cut - start, body[start:cut]))
             start = cut
@@ -144,7 +144,9 @@ def test_garbage_never_reaches_the_app(server, data: bytes) -> None:
 hosts = st.one_of(
     st.text(string.ascii_letters + string.digits + "-._~!$&'()*+,;=", max_size=30),
     st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t))),
-    st.lists(st.text("0123456789abcdef", min_size=1, max_size=4), min_size=2, max_size=8).map(lambda p: "[" + ":".join(p) + "]"),
+    st.lists(st.text("0123456789abcdef", min_size=1, max_size=4), min_size=2, max_size=8).map(
+        lambda p: "[" + ":".join(p) + "]"
+    ),
 )
 ports = st.one_of(st.just(""), st.integers(0, 65535).map(lambda p: f":{p}"))
 
@@ -190,7 +192,10 @@ def test_chunked_bodies_decode(body: bytes, cuts: list[int], extension: bytes, f
     assert b"".join(received) == body and finished == [b""]
 
 
-@given(prefix=st.lists(st.text(string.ascii_letters, min_size=1, max_size=5), min_size=1, max_size=3), rest=st.text(max_size=20))
+@given(
+    prefix=st.lists(st.text(string.ascii_letters, min_size=1, max_size=5), min_size=1, max_size=3),
+    rest=st.text(max_size=20),
+)
 def test_script_name_split(prefix: list[str], rest: str) -> None:
     scriptName = "/" + "/".join(prefix)
     path = scriptName + "/" + rest

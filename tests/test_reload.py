@@ -56,7 +56,9 @@ def test_an_edit_starts_a_new_generation(serve, tmp_path: Path) -> None:
 def test_extra_files_are_watched(serve, tmp_path: Path, preload: tuple[str, ...]) -> None:
     settings = tmp_path / "settings.ini"
     settings.write_text("a\n")
-    server = serve("--app", "testapp:application", "--reload", "--reload-extra-file", str(settings), "--workers", "1", *preload)
+    server = serve(
+        "--app", "testapp:application", "--reload", "--reload-extra-file", str(settings), "--workers", "1", *preload
+    )
     server.waitFor(f"Watching {settings} for changes")
     server.waitFor("Watching .*testapp.py for changes")
     settings.write_text("b\n")

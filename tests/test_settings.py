@@ -38,7 +38,9 @@ def environment(**extra: str) -> dict[str, str]:
     """
     This process's environment without any PREFORK_ option, plus C{extra}.
     """
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PREFORK_") and k not in ("PORT", "WEB_CONCURRENCY")}
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith("PREFORK_") and k not in ("PORT", "WEB_CONCURRENCY")
+    }
     return {**base, **extra}
 
 
@@ -121,8 +123,11 @@ def test_precedence_and_where_to_listen() -> None:
     inFile = settings.Origin("file", "f")
     file = [settings.Setting("workers", "1", inFile), settings.Setting("listen", ["tcp:1"], inFile)]
     env = [settings.Setting("workers", "2", settings.Origin("env", "PREFORK_WORKERS"))]
-    line = [settings.Setting("port", "3", settings.COMMAND_LINE), settings.Setting("listen", "tcp:4", settings.COMMAND_LINE),
-            settings.Setting("listen", "tcp:5", settings.COMMAND_LINE)]
+    line = [
+        settings.Setting("port", "3", settings.COMMAND_LINE),
+        settings.Setting("listen", "tcp:4", settings.COMMAND_LINE),
+        settings.Setting("listen", "tcp:5", settings.COMMAND_LINE),
+    ]
     merged = settings.merge(table(), file, env, line)
     assert {name: s.value for name, s in merged.items()} == {"workers": "2", "port": "3", "listen": ["tcp:4", "tcp:5"]}
     # --port alone on the command line replaces the file's listen.
@@ -130,7 +135,9 @@ def test_precedence_and_where_to_listen() -> None:
     assert "listen" not in merged and merged["port"].value == "3"
 
 
-@pytest.mark.parametrize("text", ["8080", "-1", "2.5", "1e3", "007", "1.", "tcp:80", "", 'say "hi"\\\t', "caf\u00e9\x7f", "inf"])
+@pytest.mark.parametrize(
+    "text", ["8080", "-1", "2.5", "1e3", "007", "1.", "tcp:80", "", 'say "hi"\\\t', "caf\u00e9\x7f", "inf"]
+)
 def test_toml_values_read_back_the_same(text: str) -> None:
     written = settings.tomlValue(text)
     assert str(tomllib.loads(f"x = {written}")["x"]) == text or tomllib.loads(f"x = {written}")["x"] == float(text)
@@ -145,7 +152,13 @@ def test_toml_values_read_back_the_same(text: str) -> None:
         ("workers = 2\nmax-requests = 7\n", {}, (), 2, 7),
         ("", {"PREFORK_WORKERS": "2", "PREFORK_MAX_REQS_PER_CHILD": "8"}, (), 2, 8),
         ("", {"WEB_CONCURRENCY": "3"}, ("--max-requests", "9"), 3, 9),
-        ("workers = 1\nmax-requests = 5\n", {"PREFORK_WORKERS": "2", "PREFORK_MAX_REQUESTS": "6"}, ("--max-workers", "3"), 3, 6),
+        (
+            "workers = 1\nmax-requests = 5\n",
+            {"PREFORK_WORKERS": "2", "PREFORK_MAX_REQUESTS": "6"},
+            ("--max-workers", "3"),
+            3,
+            6,
+        ),
         ("workers = 3\nmax_reqs_per_child = 11\n", {"PREFORK_WORKERS": "2"}, (), 2, 11),
     ],
     ids=["file", "env", "web-concurrency", "command-line-over-env-over-file", "env-over-file"],
@@ -209,7 +222,7 @@ def test_print_config_names_each_source(tmp_path: Path) -> None:
     assert values(result.stdout)["workers"] == 4
     assert values(result.stdout)["listen"] == ["tcp:8080", "unix:/run/app.sock"]
     assert comments(result.stdout) | {"app": "default"} == {
-        **{name: "default" for name in comments(result.stdout)},
+        **dict.fromkeys(comments(result.stdout), "default"),
         "workers": f"file {config}", "listen": f"file {config}", "max-requests": "env PREFORK_MAX_REQUESTS",
         "no-preload": "env PREFORK_NO_PRELOAD", "threads": "command line",
     }
@@ -222,8 +235,9 @@ def test_print_config_read_back_gives_the_same_configuration(tmp_path: Path) -> 
         'workers = 4\nscript_name = "/app"\naccess-log-format = "{remote_addr} \\"{request}\\" {status}"\n'
         'graceful-timeout = 2.5\n'
     )
-    first = run("--config", str(config), "--print-config", *APP, "--listen", "tcp:8081", "--reload-extra-file", "/etc/hosts",
-                "--display-tracebacks", env={"PREFORK_MIN_REQUESTS": "10", "PREFORK_HOOKS": "recordinghooks"})
+    first = run("--config", str(config), "--print-config", *APP, "--listen", "tcp:8081",
+                "--reload-extra-file", "/etc/hosts", "--display-tracebacks",
+                env={"PREFORK_MIN_REQUESTS": "10", "PREFORK_HOOKS": "recordinghooks"})
     assert first.returncode == 0, first.stderr
     printed = tmp_path / "printed.toml"
     printed.write_text(first.stdout)
@@ -237,8 +251,9 @@ def test_print_config_read_back_gives_the_same_configuration(tmp_path: Path) -> 
     os.chdir(APPS)
     try:
         options[0].parseOptions(["--config", str(printed)])
-        options[1].parseOptions(["--config", str(config), *APP, "--listen", "tcp:8081", "--reload-extra-file", "/etc/hosts",
-                                 "--display-tracebacks", "--min-requests", "10", "--hooks", "recordinghooks"])
+        options[1].parseOptions(["--config", str(config), *APP, "--listen", "tcp:8081",
+                                 "--reload-extra-file", "/etc/hosts", "--display-tracebacks",
+                                 "--min-requests", "10", "--hooks", "recordinghooks"])
     finally:
         os.chdir(cwd)
     assert options[0]["config"] == options[1]["config"]
@@ -261,8 +276,10 @@ def test_check_config_good_opens_nothing(tmp_path: Path) -> None:
         taken.close()
     assert result.returncode == 0, result
     assert result.stdout.splitlines() == [
-        "twistd prefork: OK: would serve testapp:application with 3 workers"
-        f" on tcp:{port}:interface=127.0.0.1, hooks recordinghooks"
+        (
+            "twistd prefork: OK: would serve testapp:application with 3 workers"
+            f" on tcp:{port}:interface=127.0.0.1, hooks recordinghooks"
+        )
     ]
     assert result.stderr == ""
     assert not log.exists() and not (tmp_path / "hooks.jsonl").exists()
@@ -274,7 +291,10 @@ def test_check_config_good_opens_nothing(tmp_path: Path) -> None:
         (("--app", "nosuchmodule:app"), 1, "cannot import --app 'nosuchmodule:app': no module named 'nosuchmodule'"),
         (("--app", "testapp:nothing"), 1, "--app 'testapp:nothing': 'testapp' has no attribute 'nothing'"),
         ((*APP, "--hooks", "nosuchhooks"), 1, "cannot import --hooks 'nosuchhooks': no module named 'nosuchhooks'"),
-        ((*APP, "--hooks", "brokenhooks"), 1, "cannot import --hooks 'brokenhooks': ZeroDivisionError: division by zero"),
+        (
+            (*APP, "--hooks", "brokenhooks"), 1,
+            "cannot import --hooks 'brokenhooks': ZeroDivisionError: division by zero",
+        ),
         ((*APP, "--hooks", "brokenhooks:nothing"), 1, "cannot import --hooks 'brokenhooks:nothing'"),
         ((*APP, "--hooks", "testapp:NOT_CALLABLE"), 0, "OK"),
         ((*APP, "--hooks", "uncallablehooks"), 1, "--hooks 'uncallablehooks': post_fork is not callable"),

@@ -11,7 +11,9 @@ import pytest
 from prefork.config import ServerConfig
 from prefork.messages import TemplateSetup
 
-SETUP = TemplateSetup(3, 2, ServerConfig(app="myproject.wsgi:application", pythonPath=("/srv/café",), scriptName="/app"))
+SETUP = TemplateSetup(
+    3, 2, ServerConfig(app="myproject.wsgi:application", pythonPath=("/srv/café",), scriptName="/app")
+)
 
 
 def test_setup_is_one_ascii_line_and_survives_the_pipe() -> None:

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
+
 from server import APPS, Server, waitUntil
 
 APP = ("--app", "testapp:application")
@@ -24,7 +25,8 @@ def arguments(pid: int) -> list[str]:
 
 def hideSetproctitle(monkeypatch) -> None:
     # In front of the tree under test, which must stay on the path.
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(APPS / "nosetproctitle"), os.environ.get("PYTHONPATH")])))
+    path = os.pathsep.join(filter(None, [str(APPS / "nosetproctitle"), os.environ.get("PYTHONPATH")]))
+    monkeypatch.setenv("PYTHONPATH", path)
 
 
 def children(pid: int) -> list[int]:
@@ -55,7 +57,9 @@ def test_titles(serve) -> None:
     template, workers = processes(server)
     for _ in range(5):
         assert server.get("/")[0] == 200
-    waitUntil(lambda: title(server.pid) == "prefork master [testapp:application] gen 1 workers 2", what="the master's title")
+    waitUntil(
+        lambda: title(server.pid) == "prefork master [testapp:application] gen 1 workers 2", what="the master's title"
+    )
     assert title(template) == "prefork template [testapp:application] gen 1"
 
     def served() -> list[str]:

@@ -11,13 +11,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from prefork.child.appload import AppLoadError, loadApp, parseAppSpec
-from prefork.config import ServerConfig
 from prefork.child.exitguard import ExitGuard
+from prefork.child.worker import drawLimit
+from prefork.config import ServerConfig
 from prefork.master.supervisor import MAX_BACKOFF, backoff
 from prefork.master.workers import describeExit
 from prefork.messages import Event, Message
 from prefork.tap import Options
-from prefork.child.worker import drawLimit
 
 
 class ImmediateReactor(Clock):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rawhttp import connect, exchange, Reader
+from rawhttp import Reader, connect, exchange
 from server import Server, UnixHTTPConnection, waitUntil
 
 pytestmark = pytest.mark.usefixtures("noInternalErrors")
@@ -176,7 +176,8 @@ def test_close_called_after_success(serve, mode, tmp_path: Path) -> None:
 def test_close_called_when_iteration_raises(serve, mode, tmp_path: Path) -> None:
     server = serve(*APP, *mode)
     marker = tmp_path / "closed"
-    responses, reader = exchange(server.port, f"GET /closing-raise?marker={marker} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    request = f"GET /closing-raise?marker={marker} HTTP/1.1\r\nHost: x\r\n\r\n"
+    responses, reader = exchange(server.port, request.encode())
     reader.sock.close()
     # Cut short: no complete response.
     assert not responses or responses[-1].truncated

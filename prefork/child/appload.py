@@ -72,7 +72,8 @@ def loadApp(spec: str, pythonPath: Iterable[str] = ()) -> WSGIApplication:
             raise AppLoadError(f"--app {spec!r}: {moduleName!r} has no attribute {attribute!r}") from None
     if not callable(obj):
         raise AppLoadError(f"--app {spec!r} is not callable: it is {type(obj).__name__} {obj!r:.60}")
-    return obj
+    application: WSGIApplication = obj
+    return application
 
 
 def _importFailure(spec: str, e: BaseException) -> AppLoadError:
@@ -92,8 +93,8 @@ def _installationDirectories() -> tuple[str, ...]:
     for scheme in sysconfig.get_scheme_names():
         for key in ("stdlib", "platstdlib", "purelib", "platlib"):
             try:
-                found.add(sysconfig.get_path(key, scheme, vars={"base": sys.prefix, "platbase": sys.exec_prefix}))
-                found.add(sysconfig.get_path(key, scheme, vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix}))
+                for base, platbase in ((sys.prefix, sys.exec_prefix), (sys.base_prefix, sys.base_exec_prefix)):
+                    found.add(sysconfig.get_path(key, scheme, vars={"base": base, "platbase": platbase}))
             except KeyError:
                 pass
     found.update(site.getsitepackages() + [site.getusersitepackages()])

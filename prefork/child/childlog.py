@@ -6,9 +6,9 @@ a pipe that the master reads and logs, prefixed with who wrote them.
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from twisted.logger import ILogObserver, LogLevel, eventAsText, globalLogBeginner, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, LogLevel, eventAsText, globalLogBeginner, globalLogPublisher
+from zope.interface import implementer
 
 from prefork.twistedinternals import observersOf
 
@@ -16,11 +16,12 @@ from prefork.twistedinternals import observersOf
 _current: ILogObserver | None = None
 
 
-def _isTwistedRoutine(event: dict[str, Any]) -> bool:
-    namespace = event.get("log_namespace", "")
+def _isTwistedRoutine(event: LogEvent) -> bool:
+    namespace: str = event.get("log_namespace", "")
     return namespace.startswith("twisted.") or namespace == "log_legacy"
 
 
+@implementer(ILogObserver)
 class StderrObserver:
     """
     Writes each event to descriptor 2 in one C{write}, so that lines from
@@ -30,7 +31,7 @@ class StderrObserver:
     def __init__(self, who: str) -> None:
         self.who = who
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: LogEvent) -> None:
         # Twisted's own chatter (ports opening, the loop ending) repeats with
         # every recycled worker; keep its warnings and the application's log.
         if event.get("log_level", LogLevel.info) < LogLevel.warn and _isTwistedRoutine(event):
@@ -72,6 +73,7 @@ def takeOverFromParent(who: str) -> list[ILogObserver]:
     inherited = observersOf(globalLogPublisher)
     for observer in inherited:
         globalLogPublisher.removeObserver(observer)
-    _current = StderrObserver(who)
-    globalLogPublisher.addObserver(_current)
+    observer = StderrObserver(who)
+    globalLogPublisher.addObserver(observer)
+    _current = observer
     return inherited

@@ -33,8 +33,7 @@ import traceback
 from dataclasses import replace
 from typing import NoReturn
 
-from prefork.twistedinternals import reserveSpareDescriptor
-from prefork.web.wsgi import WSGIApplication
+from prefork.child.worker import Listener, loadAppOrReport, reportSources, serve
 from prefork.config import ServerConfig
 from prefork.hooks import NO_HOOKS, HookLoadError, Hooks, ServerInfo, WorkerInfo, loadHooks
 from prefork.messages import (
@@ -48,7 +47,8 @@ from prefork.messages import (
     send,
 )
 from prefork.proctitle import setTitle, templateTitle
-from prefork.child.worker import Listener, loadAppOrReport, reportSources, serve
+from prefork.twistedinternals import reserveSpareDescriptor
+from prefork.web.wsgi import WSGIApplication
 
 #: Names the descriptor a template that starts over as a new Python reads
 #: its setup from, in place of its standard input.
@@ -174,7 +174,9 @@ class Template:
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.close(devnull)
-            status = serve(self.config, self.generation, self.application, self.listeners, spare, self.hooks, self.server)
+            status = serve(
+                self.config, self.generation, self.application, self.listeners, spare, self.hooks, self.server
+            )
         except BaseException:
             traceback.print_exc()
         finally:

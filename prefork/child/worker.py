@@ -16,36 +16,36 @@ import random
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
-
-from zope.interface import implementer
 
 # Imported here, in the template, so that a worker only has to install it:
 # importing a reactor module does not install a reactor.
 from twisted.internet import epollreactor
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IListeningPort
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
-from prefork.child.accept import adoptFairPort
-from prefork.web.accesslog import COMBINED, AccessLog
+from prefork.child.accept import FairTCPPort, FairUNIXPort, adoptFairPort
 from prefork.child.appload import AppLoadError, loadApp, ownSources
 from prefork.child.childlog import logToStderr
-from prefork.config import ServerConfig
 from prefork.child.exitguard import ExitGuard
 from prefork.child.heartbeat import Heartbeat
+from prefork.config import ServerConfig
 from prefork.hooks import NO_HOOKS, Hooks, IServer, IWorker, ServerInfo
 from prefork.memory import MemoryUsage, memoryUsage
 from prefork.messages import ACTIVATE_SIGNAL, EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
 from prefork.proctitle import setTitle, workerTitle
-from prefork.web.requesthooks import RequestHooks
 from prefork.tls import TLSConfigError, connectionCreator
+from prefork.web.accesslog import COMBINED, AccessLog
 from prefork.web.proxies import TrustedProxies
 from prefork.web.proxyprotocol import ProxyHeaderFactory
+from prefork.web.requesthooks import RequestHooks
 from prefork.web.site import WorkerSite
 from prefork.web.wsgi import WorkerWSGIResource, WSGIApplication
 
@@ -155,10 +155,9 @@ class Worker:
             displayTracebacks=config.displayTracebacks,
             requestHooks=RequestHooks.of(hooks.bound("pre_request", self.view), hooks.bound("post_request", self.view)),
         )
-        self.accessLog = (
-            None if config.accessLog is None
-            else AccessLog(config.accessLog, config.accessLogFormat or COMBINED, generation, reactor)
-        )
+        self.accessLog = None
+        if config.accessLog is not None:
+            self.accessLog = AccessLog(config.accessLog, config.accessLogFormat or COMBINED, generation, reactor)
         self.site = WorkerSite(
             resource,
             self.limit,
@@ -175,7 +174,7 @@ class Worker:
         self.site.changed = self.heartbeat.changed
         self._listeners = listeners
         self._creators = connectionCreators
-        self._ports: list[IListeningPort] = []
+        self._ports: list[FairTCPPort | FairUNIXPort] = []
         self._beating = LoopingCall(self._beat)
         self._deadline: IDelayedCall | None = None
         self._idleClose: IDelayedCall | None = None
@@ -234,9 +233,16 @@ class Worker:
             (signal.SIGUSR1, self.reopenLogs),
             (ACTIVATE_SIGNAL, self.activate),
         ]:
-            signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
+            signal.signal(signum, self._inReactor(handler))
         send(Message(Event.READY, self.pid, (str(self.limit), *(("spare",) if self.spare else ()))))
         self._beating.start(HEARTBEAT_INTERVAL)
+
+    def _inReactor(self, handler: Callable[[], object]) -> Callable[[int, FrameType | None], None]:
+        """
+        A signal handler that runs C{handler} in the reactor, outside the
+        signal's context.
+        """
+        return lambda signum, frame: self.reactor.callFromThread(handler)
 
     def _interrupted(self) -> None:
         self.hooks.callLogged("worker_int", self.view)

@@ -21,12 +21,12 @@ import io
 import os
 import sys
 import threading
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn
 
 from twisted.internet.protocol import ProcessProtocol
 
-from prefork.child import childlog
 from prefork import proctitle
+from prefork.child import childlog
 from prefork.messages import TemplateSetup
 from prefork.proctitle import AVAILABLE as TITLES
 from prefork.twistedinternals import InPlaceProcess, detachSpareDescriptor
@@ -84,7 +84,7 @@ def forkTemplate(
     return ForkedTemplate(setup, reactor, args[0], args, environment, os.getcwd(), protocol, childFDs=childFDs)
 
 
-def _textStream(fd: int) -> TextIO:
+def _textStream(fd: int) -> io.TextIOWrapper:
     return io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), errors="backslashreplace", line_buffering=True)
 
 
@@ -96,10 +96,12 @@ def _forgetMaster(environment: dict[str, str], args: list[str]) -> None:
     _detached.extend(childlog.takeOverFromParent(f"template {os.getpid()}"))
     # twistd points sys.stdout and sys.stderr at its log; the descriptors are
     # the template's now.  (Python leaves sys.__stderr__ None in a master
-    # started without a descriptor 2.)
+    # started without a descriptor 2.)  typeshed declares sys.__stdout__ and
+    # sys.__stderr__ Final; a forked child that takes the descriptors over
+    # must rebind them all the same.
     _detached.extend([sys.stdout, sys.stderr])
-    sys.stdout = sys.__stdout__ = sys.__stdout__ or _textStream(1)
-    sys.stderr = sys.__stderr__ = sys.__stderr__ or _textStream(2)
+    sys.stdout = sys.__stdout__ = sys.__stdout__ or _textStream(1)  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = sys.__stderr__ or _textStream(2)  # type: ignore[misc]
     # The master's reactor (its epoll and wakers are closed): each worker
     # installs its own.
     import twisted.internet

@@ -34,8 +34,8 @@ from prefork.messages import ACTIVATE_SIGNAL, FIRST_LISTEN_FD, STATUS_FD, Comman
 #: notification socket and watchdog, which speak for the master alone); they
 #: are not for the application's own children.
 SOCKET_ENVIRONMENT = (
-    "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "SERVER_STARTER_PORT", "EINHORN_FD_COUNT", "EINHORN_FDS", "NOTIFY_SOCKET",
-    "WATCHDOG_USEC", "WATCHDOG_PID",
+    "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "SERVER_STARTER_PORT", "EINHORN_FD_COUNT", "EINHORN_FDS",
+    "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
 )
 
 
@@ -79,7 +79,9 @@ class Generation(ProcessProtocol):
         childFDs: dict[int, int | str] = {0: "w", 1: 1, 2: "r", STATUS_FD: "r"}
         for i, listening in enumerate(sockets):
             childFDs[FIRST_LISTEN_FD + i] = listening.fileno()
-        environment = {k: v for k, v in os.environ.items() if k not in SOCKET_ENVIRONMENT and not k.startswith("EINHORN_FD_")}
+        environment = {
+            k: v for k, v in os.environ.items() if k not in SOCKET_ENVIRONMENT and not k.startswith("EINHORN_FD_")
+        }
         if fork:
             forkTemplate(self.reactor, self, args, environment, childFDs, setup)
         else:

@@ -76,7 +76,7 @@ def adopt(fd: int, origin: str) -> ListeningSocket:
     try:
         skt = socket.socket(fileno=fd)
     except OSError as e:
-        raise InheritedSocketError(f"{origin}: descriptor {fd} is not a socket ({e.strerror})")
+        raise InheritedSocketError(f"{origin}: descriptor {fd} is not a socket ({e.strerror})") from e
     if skt.type != socket.SOCK_STREAM or not skt.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
         skt.detach()
         raise InheritedSocketError(f"{origin}: descriptor {fd} is not a listening stream socket")
@@ -123,7 +123,9 @@ def fromServerStarter(environ: Mapping[str, str] | None = None) -> list[Listenin
     for entry in filter(None, value.split(";")):
         key, equals, fd = entry.rpartition("=")
         if not equals or not _STARTER_KEY.match(key):
-            raise InheritedSocketError(f"SERVER_STARTER_PORT: {entry!r} is not PORT=FD, HOST:PORT=FD, [V6]:PORT=FD or PATH=FD")
+            raise InheritedSocketError(
+                f"SERVER_STARTER_PORT: {entry!r} is not PORT=FD, HOST:PORT=FD, [V6]:PORT=FD or PATH=FD"
+            )
         found.append(adopt(_integer(fd, "SERVER_STARTER_PORT"), f"Server::Starter {key}"))
     return found
 

@@ -18,8 +18,10 @@ from zope.interface import implementer
 
 from prefork.config import ServerConfig
 from prefork.hooks import Hooks, IServer, WorkerInfo, describeFailure
-from prefork.master.generation import Generation, WorkerRecord
-from prefork.master.supervisor import Master, describeExit
+from prefork.master.generation import Generation
+from prefork.master.interfaces import IGenerationState, ILifecycleObserver
+from prefork.master.supervisor import Master
+from prefork.master.workers import WorkerRecord, describeExit
 from prefork.messages import EXIT_DONE
 
 
@@ -49,6 +51,7 @@ class MasterView:
         return self._master.workerCount
 
 
+@implementer(ILifecycleObserver)
 class MasterHooks(Service):
     """
     Calls the master's hooks for C{master}, as one of its lifecycle
@@ -71,8 +74,8 @@ class MasterHooks(Service):
         super().privilegedStartService()
         try:
             self.hooks.call("on_starting", self.server)
-        except BaseException:
-            raise SystemExit(f"twistd prefork: {describeFailure('on_starting')}")
+        except BaseException as e:
+            raise SystemExit(f"twistd prefork: {describeFailure('on_starting')}") from e
 
     def startService(self) -> None:
         super().startService()
@@ -80,7 +83,7 @@ class MasterHooks(Service):
 
     # LifecycleObserver
 
-    def serving(self, generation: Generation) -> None:
+    def serving(self, generation: IGenerationState) -> None:
         if not self.ready:
             self.ready = True
             self.hooks.callLogged("when_ready", self.server)

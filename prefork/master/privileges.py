@@ -96,7 +96,8 @@ def checkUser(uid: int | None, gid: int | None, writable: tuple[str, ...] = ()) 
         raise CannotRunAs(f"{who} cannot start the server: importing it took over 120 s") from None
     if child.returncode != 0:
         lines = child.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise CannotRunAs(f"{who} cannot run the server with {sys.executable}: {lines[-1] if lines else child.returncode}")
+        why = lines[-1] if lines else child.returncode
+        raise CannotRunAs(f"{who} cannot run the server with {sys.executable}: {why}")
 
 
 class UserCheck(Service):
@@ -114,4 +115,4 @@ class UserCheck(Service):
         try:
             checkUser(self.uid, self.gid, self.writable)
         except CannotRunAs as e:
-            raise SystemExit(f"twistd prefork: {e}")
+            raise SystemExit(f"twistd prefork: {e}") from e

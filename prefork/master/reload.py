@@ -56,7 +56,11 @@ class SourceWatcher(Service):
     _log = Logger()
 
     def __init__(
-        self, changed: Callable[[], None], paths: Iterable[str] = (), reactor: Any = None, useINotify: bool | None = None
+        self,
+        changed: Callable[[], None],
+        paths: Iterable[str] = (),
+        reactor: Any = None,
+        useINotify: bool | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor

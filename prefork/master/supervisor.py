@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from twisted.application.service import Service
@@ -52,7 +53,7 @@ def backoff(failures: int) -> float:
     """
     if failures <= 1:
         return 0.0
-    return min(MAX_BACKOFF, 0.5 * 2 ** (failures - 2))
+    return min(MAX_BACKOFF, 0.5 * 2.0 ** (failures - 2))
 
 
 @implementer(IGenerationObserver, IServerState)
@@ -186,7 +187,14 @@ class Master(Service):
         # nothing once logrotate has moved the file: reopen it instead.
         self._twistdLog = findLogFile(signal.getsignal(signal.SIGUSR1))
         for signum, handler in handlers.items():
-            signal.signal(signum, lambda s, f, handler=handler: self.reactor.callFromThread(handler))
+            signal.signal(signum, self._inReactor(handler))
+
+    def _inReactor(self, handler: Callable[[], object]) -> Callable[[int, FrameType | None], None]:
+        """
+        A signal handler that runs C{handler} in the reactor, outside the
+        signal's context.
+        """
+        return lambda signum, frame: self.reactor.callFromThread(handler)
 
     def gracefulStop(self) -> None:
         if self.stopping:
@@ -293,9 +301,11 @@ class Master(Service):
     def templateExited(self, generation: Generation, error: BaseException | None) -> None:
         if generation.stopping or self.stopping:
             return
-        self._log.warn("The template of generation {number} exited unexpectedly: {error}", number=generation.number, error=error)
+        self._log.warn("The template of generation {number} exited unexpectedly: {error}",
+                       number=generation.number, error=error)
         if not generation.everServed:
-            self._generationFailed(generation, f"the template process of generation {generation.number} exited at start-up ({error})")
+            self._generationFailed(generation, f"the template process of generation {generation.number} "
+                                   f"exited at start-up ({error})")
             return
         # Its workers cannot be replaced any more: drain them and start afresh.
         generation.stop()
@@ -334,7 +344,8 @@ class Master(Service):
         drain, and the observers hear that the server serves.
         """
         self._announced.add(generation)
-        self._log.info("Generation {number} serving with {count} workers", number=generation.number, count=self.workerCount)
+        self._log.info("Generation {number} serving with {count} workers",
+                       number=generation.number, count=self.workerCount)
         for older in self._running():
             if older.number < generation.number:
                 self._log.info("Draining generation {number}", number=older.number)
@@ -350,7 +361,8 @@ class Master(Service):
         failures = self._failures[generation] = self._failures.get(generation, 0) + 1
         if generation.everServed or failures < MAX_BOOT_FAILURES:
             return False
-        self._generationFailed(generation, f"workers of generation {generation.number} die at start-up ({describeExit(status)})")
+        self._generationFailed(generation, f"workers of generation {generation.number} "
+                               f"die at start-up ({describeExit(status)})")
         return True
 
     def _healthy(self, generation: Generation) -> None:

@@ -10,7 +10,7 @@ import sys
 import warnings
 
 print("startupapp: imported", flush=True)
-warnings.warn("startupapp: a warning at import")
+warnings.warn("startupapp: a warning at import", stacklevel=1)
 
 
 def application(environ, start_response):
