@@ -29,7 +29,7 @@ from prefork.proctitle import AVAILABLE as TITLES, TitleService, masterTitle
 from prefork.web.proxies import parseForwardedAllowIps
 from prefork.master.sdnotify import NotifyingObserver, SystemdNotifier, SystemdWatchdog, watchdogInterval
 from prefork.master.sockets import CannotListen, ListeningSocket, listen
-from prefork.master.endpoints import UnservableEndpoint, listenEndpoint
+from prefork.master.endpoints import UnservableEndpoint, UnusableCertificate, listenEndpoint
 from prefork.status.collector import StatusCollector, currentGeneration
 from prefork.status.page import StatusService
 
@@ -261,8 +261,12 @@ def _endpoint(description: str) -> Any:
 
     try:
         return listenEndpoint(reactor, description)
+    except UnusableCertificate as e:
+        # Like any file the server cannot open at start: exit 1.
+        sys.stderr.write(f"twistd prefork: {e}\n")
+        raise SystemExit(1) from None
     except UnservableEndpoint as e:
-        raise usage.UsageError(str(e))
+        raise usage.UsageError(str(e)) from None
 
 
 def _accessLog(path: str | None) -> str | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from certs import httpsGet, makeCertificate, readAll
 from server import TIMEOUT, Server, waitUntil
+from tools import requires
 from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
 
@@ -109,6 +110,7 @@ def test_header_fields_in_the_text_format(serve, tmp_path: Path) -> None:
     assert re.fullmatch(r'GET /b 200 in="-" out="text/plain" pid=\d+ none=- http [0-9a-f]{12}-\d+ \S+', second), second
 
 
+@requires("openssl")
 def test_client_and_scheme_as_the_application_sees_them(serve, tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     key, crt = makeCertificate(tmp_path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import signal
 import socket
 import struct
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 from certs import clientContext, makeCertificate, readAll
 from server import TIMEOUT, Server, alive, descendants, waitUntil
+from tools import STREAM_MODULE, program, requires
 from superdaemon import freePort
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 
@@ -199,6 +199,7 @@ def test_without_the_option_a_header_is_a_bad_request(serve) -> None:
     assert exchange(server.port, b"PROXY TCP4 192.0.2.7 198.51.100.1 4711 443\r\n" + REQUEST).startswith(b"HTTP/1.1 400 ")
 
 
+@requires("openssl")
 def test_header_before_tls(serve, tmp_path: Path, noInternalErrors) -> None:
     key, crt = makeCertificate(tmp_path)
     server = serve(*APP, "--workers", "1", listen=f"ssl:0:privateKey={key}:certKey={crt}:interface=127.0.0.1")
@@ -241,8 +242,6 @@ def test_parse_rejects(data: bytes) -> None:
 
 # A real nginx in front.
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 RECIPE = Path(__file__).parent.parent / "contrib" / "nginx" / "prefork-proxy-protocol.conf"
 MAIN = """
 {load}
@@ -268,10 +267,10 @@ def nginxStream(tmp_path: Path) -> Iterator[tuple[int, str]]:
     site = RECIPE.read_text().replace("/run/prefork/prefork.sock", socketPath).replace("listen 80;", f"listen 127.0.0.1:{port};")
     assert socketPath in site and f"127.0.0.1:{port}" in site
     (root / "stream.conf").write_text(site)
-    load = f"load_module {STREAM_MODULE};" if STREAM_MODULE.exists() else ""
+    load = f"load_module {STREAM_MODULE};" if Path(STREAM_MODULE).exists() else ""
     (root / "nginx.conf").write_text(MAIN.format(load=load, root=root, user=pwd.getpwuid(os.getuid()).pw_name))
     process = subprocess.Popen(
-        [NGINX, "-p", str(root), "-e", str(root / "error.log"), "-c", str(root / "nginx.conf")],
+        [program("nginx"), "-p", str(root), "-e", str(root / "error.log"), "-c", str(root / "nginx.conf")],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     workers: set[int] = set()
@@ -291,6 +290,7 @@ def nginxStream(tmp_path: Path) -> Iterator[tuple[int, str]]:
             waitUntil(lambda pid=pid: not alive(pid), what=f"nginx worker {pid} to exit")
 
 
+@requires("nginx", "nginx-stream")
 def test_nginx_proxy_protocol_gives_the_client_address(servers: list[Server], nginxStream: tuple[int, str]) -> None:
     port, socketPath = nginxStream
     server = Server(*APP, "--workers", "2", listen=f"unix:{socketPath}")

@@ -13,10 +13,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +26,9 @@ import pytest
 REQUIRE_ALL = "PREFORK_TESTS_REQUIRE_ALL"
 #: Where Debian puts programs that a user's PATH often leaves out (nginx).
 _SYSTEM_DIRECTORIES = ("/usr/sbin", "/sbin")
+#: Where Debian's libnginx-mod-stream puts nginx's stream module.
+STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
 #: The index PyPI serves packages from, unless pip is pointed elsewhere.
 _INDEX = "https://pypi.org/simple/"
 
@@ -50,6 +55,18 @@ def _program(name: str, package: str) -> Requirement:
         return None
 
     return Requirement(name, f"the Debian package {package} provides it", problem)
+
+
+def _nginxStreamProblem() -> str | None:
+    nginx = findProgram("nginx")
+    if nginx is None:
+        return "nginx is not installed, so neither is its stream module"
+    if Path(STREAM_MODULE).exists():
+        return None
+    built = subprocess.run([nginx, "-V"], capture_output=True, text=True, check=False).stderr
+    if "--with-stream " in built + " ":
+        return None
+    return f"nginx has no stream module (no {STREAM_MODULE}, none built in)"
 
 
 def _index() -> str:
@@ -83,6 +100,9 @@ REQUIREMENTS: dict[str, Requirement] = {
         _program("systemd-socket-activate", "systemd"),
         _program("systemd-analyze", "systemd"),
         _program("kill", "procps"),
+        _program("curl", "curl"),
+        _program("openssl", "openssl"),
+        Requirement("nginx-stream", "the Debian package libnginx-mod-stream provides it", _nginxStreamProblem),
         Requirement("venv", "the Debian package python3-venv provides it", _venvProblem),
         Requirement("pypi", "the test installs the package and its dependencies from it", _pypiProblem),
     ]

@@ -40,6 +40,13 @@ class UnservableEndpoint(ValueError):
     """
 
 
+class UnusableCertificate(UnservableEndpoint):
+    """
+    A TLS endpoint's certificate, key or chain cannot be read or used: a
+    problem with files on the machine rather than with what was asked.
+    """
+
+
 @dataclass(frozen=True)
 class ListenEndpoint:
     """
@@ -76,7 +83,7 @@ def listenEndpoint(reactor: Any, description: str) -> ListenEndpoint:
         try:
             connectionCreator(settings)
         except TLSConfigError as e:
-            raise UnservableEndpoint(f"--listen {description!r}: {e}") from None
+            raise UnusableCertificate(f"--listen {description!r}: {e}") from None
         tcp = TCP6ServerEndpoint if address.ipv6 else TCP4ServerEndpoint
         return ListenEndpoint(tcp(reactor, address.port, address.backlog, address.interface), settings)
     if kind not in PLAIN:
