@@ -165,9 +165,10 @@ def test_optionDefaults() -> None:
 
 def test_accessLogFields() -> None:
     """
-    README.rst lists exactly the fields an access log format may use.
+    docs/observability.rst lists exactly the fields an access log format
+    may use.
     """
-    (table,) = _tables(README.read_text(encoding="utf-8"), "field")
+    (table,) = _tables((DOCS / "observability.rst").read_text(encoding="utf-8"), "field")
     documented = {row[0].strip("`") for row in table}
     assert documented == set(FIELDS)
 
