@@ -42,12 +42,16 @@ class FakeServer:
     stopping: bool = False
 
 
-def worker(pid: int, born: float, served: int = 0, limit: int = 100, inFlight: int = 0, spare: bool = False) -> WorkerRecord:
+def worker(
+    pid: int, born: float, served: int = 0, limit: int = 100, inFlight: int = 0, spare: bool = False
+) -> WorkerRecord:
     """
     The record of a worker that has booted and reported once, when it was
     C{born}.
     """
     record = WorkerRecord(pid, spare=spare, born=born, lastHeard=born)
     record.ready(limit)
-    record.beat(WorkerReport(served=served, inFlight=inFlight, rss=30 << 20, lastDuration=1500, lastPath="/p", uss=9 << 20, pss=14 << 20))
+    record.beat(WorkerReport(
+        served=served, inFlight=inFlight, rss=30 << 20, lastDuration=1500, lastPath="/p", uss=9 << 20, pss=14 << 20
+    ))
     return record
