@@ -21,7 +21,6 @@ from prefork.messages import WorkerReport
 class FakeGeneration:
     number: int
     stopping: bool = False
-    sockets: list[Any] = field(default_factory=list)
     records: list[WorkerRecord] = field(default_factory=list)
     everServed: bool = False
 
@@ -40,6 +39,7 @@ class FakeServer:
     generations: list[FakeGeneration] = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
     stopping: bool = False
+    sockets: list[Any] = field(default_factory=list)
 
 
 def worker(
