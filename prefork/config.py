@@ -114,7 +114,9 @@ class ServerConfig:
         values = json.loads(text)
         values["pythonPath"] = tuple(values["pythonPath"])
         values["forwardedAllowIps"] = tuple(values["forwardedAllowIps"])
-        values["listenerTLS"] = tuple(None if tls is None else TLSSettings.fromDict(tls) for tls in values["listenerTLS"])
+        values["listenerTLS"] = tuple(
+            None if tls is None else TLSSettings.fromDict(tls) for tls in values["listenerTLS"]
+        )
         return cls(**values)
 
     def withoutPreload(self) -> ServerConfig:

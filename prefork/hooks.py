@@ -15,7 +15,6 @@ L{IWorker}.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import traceback
 from collections.abc import Callable, Iterable
@@ -26,6 +25,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from prefork.config import ServerConfig
+from prefork.importing import LoadError, importNamed
 
 #: Every hook, with the process it runs in.
 HOOKS = {
@@ -101,15 +101,11 @@ class WorkerInfo:
     status: int | None = None
 
 
-class HookLoadError(Exception):
+class HookLoadError(LoadError):
     """
     The hooks cannot be loaded; C{str()} of it is one line, L{details} the
     traceback, if the module raised.
     """
-
-    def __init__(self, message: str, details: str = "") -> None:
-        super().__init__(message)
-        self.details = details
 
 
 def parseHooksSpec(spec: str) -> tuple[str, str]:
@@ -181,26 +177,7 @@ def loadHooks(spec: str | None, pythonPath: Iterable[str] = ()) -> Hooks:
     """
     if spec is None:
         return NO_HOOKS
-    for directory in reversed(list(pythonPath)):
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
-    try:
-        moduleName, attribute = parseHooksSpec(spec)
-    except ValueError as e:
-        raise HookLoadError(f"--hooks {e}") from None
-    try:
-        holder: Any = importlib.import_module(moduleName)
-    except ModuleNotFoundError as e:
-        if e.name is not None and (moduleName + ".").startswith(e.name + "."):
-            raise HookLoadError(f"cannot import --hooks {spec!r}: no module named {e.name!r}") from None
-        raise _importFailure(spec, e) from None
-    except BaseException as e:
-        raise _importFailure(spec, e) from None
-    for name in attribute.split(".") if attribute else ():
-        try:
-            holder = getattr(holder, name)
-        except AttributeError:
-            raise HookLoadError(f"--hooks {spec!r}: {moduleName!r} has no attribute {attribute!r}") from None
+    holder = importNamed("--hooks", spec, parseHooksSpec, pythonPath, HookLoadError)
     found = {}
     for name in HOOKS:
         hook = getattr(holder, name, None)
@@ -210,11 +187,6 @@ def loadHooks(spec: str | None, pythonPath: Iterable[str] = ()) -> Hooks:
             raise HookLoadError(f"--hooks {spec!r}: {name} is not callable: it is {type(hook).__name__} {hook!r:.60}")
         found[name] = hook
     return Hooks(spec, found)
-
-
-def _importFailure(spec: str, e: BaseException) -> HookLoadError:
-    summary = traceback.format_exception_only(type(e), e)[-1].strip()
-    return HookLoadError(f"cannot import --hooks {spec!r}: {summary}", traceback.format_exc())
 
 
 def describeFailure(name: str) -> str:

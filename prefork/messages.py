@@ -207,7 +207,8 @@ class WorkerReport:
         defaults = ("0", "0", "0", "0", "-", "0", "0")
         served, inFlight, rss, lastDuration, lastPath, uss, pss = (*args[:7], *defaults[len(args):])
         return cls(
-            int(served), int(inFlight), int(rss), int(lastDuration), "" if lastPath == "-" else lastPath, int(uss), int(pss),
+            int(served), int(inFlight), int(rss), int(lastDuration),
+            "" if lastPath == "-" else lastPath, int(uss), int(pss),
         )
 
 

@@ -15,23 +15,24 @@ from twisted.python import usage
 
 from prefork import settings
 from prefork.check import checkImports
+from prefork.child.appload import parseAppSpec
+from prefork.config import DEMO_APP, ServerConfig
 from prefork.hooks import HookLoadError, Hooks, loadHooks, parseHooksSpec
 from prefork.master import inherited
+from prefork.master.endpoints import UnservableEndpoint, UnusableCertificate, listenEndpoint
 from prefork.master.masterhooks import MasterHooks
 from prefork.master.privileges import UserCheck, switchedUser
 from prefork.master.reload import SourceWatcher
-from prefork.web.accesslog import checkFormat
-from prefork.child.appload import parseAppSpec
-from prefork.web import limits
-from prefork.config import DEMO_APP, ServerConfig
-from prefork.master.supervisor import Master
-from prefork.proctitle import AVAILABLE as TITLES, TitleService, masterTitle
-from prefork.web.proxies import parseForwardedAllowIps
 from prefork.master.sdnotify import NotifyingObserver, SystemdNotifier, SystemdWatchdog, watchdogInterval
 from prefork.master.sockets import CannotListen, ListeningSocket, listen
-from prefork.master.endpoints import UnservableEndpoint, UnusableCertificate, listenEndpoint
+from prefork.master.supervisor import Master
+from prefork.proctitle import AVAILABLE as TITLES
+from prefork.proctitle import TitleService, masterTitle
 from prefork.status.collector import StatusCollector, currentGeneration
 from prefork.status.page import StatusService
+from prefork.web import limits
+from prefork.web.accesslog import checkFormat
+from prefork.web.proxies import parseForwardedAllowIps
 
 DEFAULT_LISTEN = "tcp:8080"
 
@@ -50,43 +51,51 @@ class Options(usage.Options):
         ["workers", "w", "10", "Number of worker processes."],
         ["max-requests", None, "100", "Requests a worker serves before it is replaced (0 = never)."],
         ["min-requests", None, None, "When given, each worker's limit is drawn between this and --max-requests."],
-        ["threads", None, str(ServerConfig.threads), "WSGI threads per worker (0 = run the app in the worker's reactor thread)."],
+        ["threads", None, str(ServerConfig.threads),
+         "WSGI threads per worker (0 = run the app in the worker's reactor thread)."],
         ["spare-workers", None, "1", "Workers kept booted but idle, to replace a retiring or dead worker at once."],
         ["graceful-timeout", None, "30", "Seconds a stopping worker may take to finish its requests and exit guards."],
         ["timeout", "t", "30", "Kill a worker whose event loop has been stuck this many seconds (0 = never)."],
         ["access-log", None, None, "Write an access log to this file ('-' for standard output); USR1 reopens it."],
         ["access-log-format", None, None,
-         "The access log's format: json, or a Python format string over the fields in README and "
-         "{in:HEADER} / {out:HEADER} [default: combined]."],
-        ["status", None, None, "Serve the status page, status.json and Prometheus /metrics on this endpoint, e.g. tcp:9191:interface=127.0.0.1."],
+         ("The access log's format: json, or a Python format string over the fields in README and "
+          "{in:HEADER} / {out:HEADER} [default: combined].")],
+        ["status", None, None,
+         ("Serve the status page, status.json and Prometheus /metrics on this endpoint, "
+          "e.g. tcp:9191:interface=127.0.0.1.")],
         ["max-rss", None, "0", "Retire a worker once its resident memory passes this many MB (0 = no limit)."],
-        ["limit-request-line", None, str(limits.DEFAULT_REQUEST_LINE), "Longest request line in bytes; longer gets 414."],
-        ["limit-request-fields", None, str(limits.DEFAULT_REQUEST_FIELDS), "Most header fields in a request; more gets 431."],
+        ["limit-request-line", None, str(limits.DEFAULT_REQUEST_LINE),
+         "Longest request line in bytes; longer gets 414."],
+        ["limit-request-fields", None, str(limits.DEFAULT_REQUEST_FIELDS),
+         "Most header fields in a request; more gets 431."],
         ["limit-request-field-size", None, str(limits.DEFAULT_REQUEST_FIELD_SIZE),
          "Longest header field in bytes; longer gets 431."],
         ["limit-request-body", None, str(limits.DEFAULT_REQUEST_BODY),
          "Largest request body in bytes; larger gets 413 (0 = no limit)."],
-        ["header-timeout", None, "%g" % limits.DEFAULT_HEADER_TIMEOUT,
+        ["header-timeout", None, f"{limits.DEFAULT_HEADER_TIMEOUT:g}",
          "Seconds a client has to send a request head, and the longest pause while it sends a body."],
-        ["keepalive-timeout", None, "%g" % limits.DEFAULT_KEEPALIVE_TIMEOUT,
+        ["keepalive-timeout", None, f"{limits.DEFAULT_KEEPALIVE_TIMEOUT:g}",
          "Seconds an idle keep-alive connection stays open."],
         ["script-name", None, "", "Mount the app below this URL prefix (its SCRIPT_NAME), e.g. /app."],
         ["forwarded-allow-ips", None, "127.0.0.1",
-         "Comma-separated addresses or networks (or *) trusted to send X-Forwarded-For/-Proto/-Host/-Port, "
-         "Forwarded and PROXY protocol headers."],
-        ["config", "c", None, "Read options from this TOML file; the command line and PREFORK_* variables override it."],
+         ("Comma-separated addresses or networks (or *) trusted to send X-Forwarded-For/-Proto/-Host/-Port, "
+          "Forwarded and PROXY protocol headers.")],
+        ["config", "c", None,
+         "Read options from this TOML file; the command line and PREFORK_* variables override it."],
         ["hooks", None, None, "Server hooks: a module, or MODULE:OBJECT, holding gunicorn's hooks (post_fork, ...)."],
-        ["max-uss", None, "0", "Retire a worker once its unique memory (private pages) passes this many MB (0 = no limit)."],
+        ["max-uss", None, "0",
+         "Retire a worker once its unique memory (private pages) passes this many MB (0 = no limit)."],
     ]
     optFlags = [
         ["no-preload", None, "Import the app in each worker after the fork, instead of once in the template."],
         ["display-tracebacks", None, "Send the traceback of an application error to the client with its 500."],
         ["reload", None, "Start a new generation whenever a source file of the application changes (for development)."],
-        ["print-config", None, "Print the effective configuration as TOML, each value's source in a comment, and exit."],
+        ["print-config", None,
+         "Print the effective configuration as TOML, each value's source in a comment, and exit."],
         ["check-config", None, "Check the configuration, import the app and hooks in a child process, and exit."],
         ["proxy-protocol", None,
-         "Every connection starts with a PROXY protocol header (v1 or v2) from a peer in --forwarded-allow-ips, "
-         "which gives the client's address; others are closed."],
+         ("Every connection starts with a PROXY protocol header (v1 or v2) from a peer in --forwarded-allow-ips, "
+          "which gives the client's address; others are closed.")],
     ]
     #: Twiggy::Prefork's names for options, accepted wherever options are.
     aliases = {"max-workers": "workers", "max-reqs-per-child": "max-requests", "min-reqs-per-child": "min-requests"}
@@ -109,7 +118,7 @@ class Options(usage.Options):
     def opt_listen(self, description: str) -> None:
         """
         Listen on this Twisted endpoint, e.g. tcp:8080:interface=127.0.0.1, unix:/run/app.sock or systemd:domain=INET:index=0 (repeatable) [default: the sockets systemd, Server::Starter or einhorn pass, else tcp:8080]
-        """
+        """  # noqa: E501 - twistd's --help would show a wrapped docstring's indentation
         self["listen"].append(description)
 
     def opt_pythonpath(self, directory: str) -> None:
@@ -159,7 +168,7 @@ class Options(usage.Options):
         try:
             found = inherited.inheritedSockets()
         except inherited.InheritedSocketError as e:
-            raise usage.UsageError(str(e))
+            raise usage.UsageError(str(e)) from None
         if not found and os.environ.get("PORT"):
             # The platforms' convention, when nothing else says where.
             port = os.environ["PORT"]
@@ -188,7 +197,7 @@ class Options(usage.Options):
         try:
             parseAppSpec(self["app"])
         except ValueError as e:
-            raise usage.UsageError(f"--app {e}")
+            raise usage.UsageError(f"--app {e}") from None
         if self["port"] is not None:
             self["listen"].append(f"tcp:{_number(self, 'port', 0)}")
         if self["listen"]:
@@ -206,12 +215,12 @@ class Options(usage.Options):
             try:
                 self["statusEndpoint"] = serverFromString(reactor, self["status"])
             except (ValueError, KeyError, TypeError) as e:
-                raise usage.UsageError(f"--status {self['status']!r} is not a server endpoint: {e}")
+                raise usage.UsageError(f"--status {self['status']!r} is not a server endpoint: {e}") from None
         if self["access-log-format"] is not None:
             try:
                 checkFormat(self["access-log-format"])
             except ValueError as e:
-                raise usage.UsageError(f"--access-log-format {e}")
+                raise usage.UsageError(f"--access-log-format {e}") from None
         self["config"] = ServerConfig(
             app=self["app"],
             workers=_number(self, "workers", 1),
@@ -225,7 +234,7 @@ class Options(usage.Options):
             accessLogFormat=self["access-log-format"],
             maxRss=_number(self, "max-rss", 0),
             preload=not self["no-preload"],
-            pythonPath=tuple([os.getcwd(), *self["pythonpath"]]),
+            pythonPath=(os.getcwd(), *self["pythonpath"]),
             limitRequestLine=_number(self, "limit-request-line", 1),
             limitRequestFields=_number(self, "limit-request-fields", 1),
             limitRequestFieldSize=_number(self, "limit-request-field-size", 1),
@@ -256,7 +265,7 @@ def _endpoint(description: str) -> Any:
         try:
             return inherited.systemdEndpoint(description)
         except inherited.InheritedSocketError as e:
-            raise usage.UsageError(f"--listen {e}")
+            raise usage.UsageError(f"--listen {e}") from None
     from twisted.internet import reactor
 
     try:
@@ -293,7 +302,7 @@ def _hooksSpec(spec: str | None) -> str | None:
         try:
             parseHooksSpec(spec)
         except ValueError as e:
-            raise usage.UsageError(f"--hooks {e}")
+            raise usage.UsageError(f"--hooks {e}") from None
     return spec
 
 
@@ -323,7 +332,8 @@ def _checkAndExit(config: ServerConfig, listen: list[str]) -> NoReturn:
         sys.stderr.write(f"twistd prefork: {problem}\n")
         raise SystemExit(1)
     hooks = f", hooks {config.hooks}" if config.hooks else ""
-    sys.stdout.write(f"twistd prefork: OK: would serve {config.app} with {config.workers} workers on {' '.join(listen)}{hooks}\n")
+    served = f"{config.app} with {config.workers} workers on {' '.join(listen)}{hooks}"
+    sys.stdout.write(f"twistd prefork: OK: would serve {served}\n")
     raise SystemExit(0)
 
 
@@ -360,7 +370,7 @@ def _forwardedAllowIps(value: str) -> tuple[str, ...]:
     try:
         return parseForwardedAllowIps(value)
     except ValueError as e:
-        raise usage.UsageError(f"--forwarded-allow-ips {value!r}: {e}")
+        raise usage.UsageError(f"--forwarded-allow-ips {value!r}: {e}") from None
 
 
 def makeService(options: Options) -> IService:
@@ -372,9 +382,12 @@ def makeService(options: Options) -> IService:
         sys.path.insert(0, os.getcwd())
     twistdOptions = getattr(options, "parent", None)
     try:
-        sockets = [_open(endpoint, description) for endpoint, description in zip(options["endpoints"], options["listen"])]
+        sockets = [
+            _open(endpoint, description)
+            for endpoint, description in zip(options["endpoints"], options["listen"], strict=True)
+        ]
     except CannotListen as e:
-        raise SystemExit(f"twistd prefork: {e}")
+        raise SystemExit(f"twistd prefork: {e}") from None
     top = MultiService()
     config: ServerConfig = options["config"]
     uid, gid = switchedUser(twistdOptions)
@@ -393,10 +406,13 @@ def makeService(options: Options) -> IService:
     if notifier is not None and watchdog is not None:
         SystemdWatchdog(notifier, master, watchdog).setServiceParent(top)
     if options["statusEndpoint"] is not None:
-        status = StatusService(options["statusEndpoint"], options["status"], StatusCollector(master), until=master.whenStopped)
+        status = StatusService(
+            options["statusEndpoint"], options["status"], StatusCollector(master), until=master.whenStopped
+        )
         status.setServiceParent(top)
     if TITLES:
-        TitleService(lambda: masterTitle(config.app, currentGeneration(master), master.workerCount)).setServiceParent(top)
+        title = TitleService(lambda: masterTitle(config.app, currentGeneration(master), master.workerCount))
+        title.setServiceParent(top)
     if config.reload:
         watcher = SourceWatcher(master.reload, options["reload-extra-file"])
         master.sourceFound = watcher.watch
@@ -408,7 +424,7 @@ def _masterHooks(config: ServerConfig) -> Hooks:
     try:
         return loadHooks(config.hooks, config.pythonPath)
     except HookLoadError as e:
-        raise SystemExit(f"twistd prefork: {e}")
+        raise SystemExit(f"twistd prefork: {e}") from None
 
 
 def _open(endpoint: Any, description: str) -> ListeningSocket:

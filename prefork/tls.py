@@ -15,9 +15,11 @@ certificates.
 
 Two descriptions are understood, as Twisted parses them:
 
-  - C{ssl:PORT:privateKey=KEY:certKey=CERT:extraCertChain=CHAIN:dhParameters=DH:sslmethod=METHOD:interface=IP:backlog=N},
-    on IPv4, each option optional (C{privateKey} defaults to
-    C{server.pem}, which then holds the certificate too);
+  - C{ssl:PORT:privateKey=KEY:certKey=CERT}, with the options
+    C{extraCertChain=CHAIN}, C{dhParameters=DH}, C{sslmethod=METHOD},
+    C{interface=IP} and C{backlog=N} too, on IPv4, each option optional
+    (C{privateKey} defaults to C{server.pem}, which then holds the
+    certificate too);
   - C{tls:DIRECTORY:port=PORT:interface=IP:backlog=N}, on IPv6 (and IPv4
     through it), serving the certificates with their keys found in the
     C{.pem} files of DIRECTORY, chosen by the name the client asks for
@@ -187,7 +189,7 @@ def parseTLSDescription(description: str) -> tuple[TLSSettings, TLSAddress] | No
         return None
     parser = _sslArguments if kind == "ssl" else _tlsArguments
     try:
-        return parser(*args[1:], **kwargs)  # type: ignore[operator]
+        return parser(*args[1:], **kwargs)
     except TypeError:
         known = ", ".join(name for name in parser.__code__.co_varnames[: parser.__code__.co_argcount])
         raise TLSConfigError(f"{kind}: takes the options {known}; {description!r} has others (or too many)") from None
@@ -228,13 +230,17 @@ def _certificateOptions(ssl: Any, settings: TLSSettings) -> Any:
     try:
         key = ssl.KeyPair(crypto.load_privatekey(crypto.FILETYPE_PEM, keyPEM, passphrase=_refusePassphrase))
     except _Encrypted:
-        raise TLSConfigError(f"{settings.privateKey} holds an encrypted private key; no passphrase can be given") from None
+        raise TLSConfigError(
+            f"{settings.privateKey} holds an encrypted private key; no passphrase can be given"
+        ) from None
     except (crypto.Error, ValueError, TypeError):
         raise TLSConfigError(f"{settings.privateKey} holds no PEM private key") from None
     try:
         private = ssl.PrivateCertificate.fromCertificateAndKeyPair(certificate, key)
     except VerifyError:
-        raise TLSConfigError(f"the private key in {settings.privateKey} does not match the certificate in {settings.certKey}") from None
+        raise TLSConfigError(
+            f"the private key in {settings.privateKey} does not match the certificate in {settings.certKey}"
+        ) from None
     options: dict[str, Any] = {}
     if settings.sslmethod is not None:
         method = getattr(SSL, settings.sslmethod, None)
@@ -341,5 +347,6 @@ def _sslReason(error: Exception) -> str:
     """
     details = error.args[0] if error.args else error
     if isinstance(details, list):
-        return "; ".join(" ".join(part for part in entry if part) for entry in details if isinstance(entry, tuple)) or str(error)
+        entries = (" ".join(part for part in entry if part) for entry in details if isinstance(entry, tuple))
+        return "; ".join(entries) or str(error)
     return str(error)

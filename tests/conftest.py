@@ -8,8 +8,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import tools  # noqa: E402
-from server import Server  # noqa: E402
+import tools
+from server import Server
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -21,7 +21,6 @@ from prefork.messages import WorkerReport
 class FakeGeneration:
     number: int
     stopping: bool = False
-    sockets: list[Any] = field(default_factory=list)
     records: list[WorkerRecord] = field(default_factory=list)
     everServed: bool = False
 
@@ -40,14 +39,19 @@ class FakeServer:
     generations: list[FakeGeneration] = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
     stopping: bool = False
+    sockets: list[Any] = field(default_factory=list)
 
 
-def worker(pid: int, born: float, served: int = 0, limit: int = 100, inFlight: int = 0, spare: bool = False) -> WorkerRecord:
+def worker(
+    pid: int, born: float, served: int = 0, limit: int = 100, inFlight: int = 0, spare: bool = False
+) -> WorkerRecord:
     """
     The record of a worker that has booted and reported once, when it was
     C{born}.
     """
     record = WorkerRecord(pid, spare=spare, born=born, lastHeard=born)
     record.ready(limit)
-    record.beat(WorkerReport(served=served, inFlight=inFlight, rss=30 << 20, lastDuration=1500, lastPath="/p", uss=9 << 20, pss=14 << 20))
+    record.beat(WorkerReport(
+        served=served, inFlight=inFlight, rss=30 << 20, lastDuration=1500, lastPath="/p", uss=9 << 20, pss=14 << 20
+    ))
     return record

@@ -126,7 +126,7 @@ class Reader:
         self.sock.settimeout(timeout)
         try:
             return self.rest() == b"" and self.eof
-        except socket.timeout:
+        except TimeoutError:
             return False
         finally:
             self.sock.settimeout(TIMEOUT)

@@ -12,13 +12,15 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from server import TIMEOUT, Server, waitUntil
 
 APP = ("--app", "testapp:application")
 
 COMBINED = re.compile(
     r'^127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000\] '
-    r'"GET /(?P<path>[^ ?]*)\?i=(?P<i>\d+) HTTP/1\.1" 200 (?P<bytes>\d+) "(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)"$'
+    r'"GET /(?P<path>[^ ?]*)\?i=(?P<i>\d+) HTTP/1\.1" 200 (?P<bytes>\d+) '
+    r'"(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)"$'
 )
 
 
@@ -62,7 +64,7 @@ def test_concurrent_requests_give_one_line_each(serve, tmp_path: Path) -> None:
     written = lines(log)
     assert len(written) == 40
     matches = [COMBINED.match(line) for line in written]
-    assert all(matches), [line for line, m in zip(written, matches) if not m]
+    assert all(matches), [line for line, m in zip(written, matches, strict=True) if not m]
     assert sorted(int(m["i"]) for m in matches) == list(range(40))
     for m in matches:
         assert m["path"] == "logged"
@@ -109,7 +111,10 @@ def test_bad_access_log_options() -> None:
     for args, message in [
         (("--access-log-format", "{method} {nonsense}"), "--access-log-format has an unknown field {nonsense}"),
         (("--access-log-format", "{method"), "--access-log-format is not a valid format"),
-        (("--access-log", "/nonexistent/dir/access.log"), "--access-log '/nonexistent/dir/access.log' cannot be opened"),
+        (
+            ("--access-log", "/nonexistent/dir/access.log"),
+            "--access-log '/nonexistent/dir/access.log' cannot be opened",
+        ),
     ]:
         server = Server(*APP, *args)
         server.start()

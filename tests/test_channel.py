@@ -11,33 +11,14 @@ import re
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
 
 from prefork.web.channel import WorkerChannel
 from prefork.web.limits import RequestLimits
 from prefork.web.site import WorkerSite
+from resources import Held
 
 LIMITS = RequestLimits(headerTimeout=10, keepaliveTimeout=5, body=100, requestLine=100, fields=5, fieldSize=50)
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-
-
-class Held(Resource):
-    """
-    Answers at once, or (C{/held}) keeps the request until told.
-    """
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.held: list[Request] = []
-
-    def render(self, request: Request) -> bytes | int:
-        if request.path == b"/held":
-            self.held.append(request)
-            return NOT_DONE_YET
-        return b"hello"
 
 
 def connected(limits: RequestLimits = LIMITS) -> tuple[WorkerChannel, StringTransport, Clock, WorkerSite]:

@@ -6,10 +6,10 @@ clock: no master, no processes.
 from __future__ import annotations
 
 import pytest
-from fakestate import FakeGeneration, FakeServer, worker
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
+from fakestate import FakeGeneration, FakeServer, worker
 from prefork.master.interfaces import IGenerationState, IServerState
 from prefork.master.workers import WorkerRecord
 from prefork.messages import WorkerReport

@@ -16,20 +16,19 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from server import TIMEOUT
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
 
 from prefork.child import heartbeat, worker
 from prefork.child.worker import IDLE_GRACE, QUICK_STOP_TIMEOUT, Worker
 from prefork.config import ServerConfig
 from prefork.messages import Event, Message
 from prefork.web.channel import WorkerChannel
+from resources import Held
+from server import TIMEOUT
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 HELD = b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -105,25 +104,6 @@ class Transport(StringTransport):
         self.socket = PeekableSocket()
 
 
-class Held(Resource):
-    """
-    Answers at once, or (C{/held}) keeps the request until the test
-    finishes it: a request in flight.
-    """
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.held: list[Request] = []
-
-    def render(self, request: Request) -> bytes | int:
-        if request.path == b"/held":
-            self.held.append(request)
-            return NOT_DONE_YET
-        return b"hello"
-
-
 class Running:
     """
     A started worker, its reactor and port, and what it told the master.
@@ -131,14 +111,21 @@ class Running:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, **config: Any) -> None:
         self.sent: list[Message] = []
-        record = lambda message, fd=3: self.sent.append(message) or True
+
+        def record(message: Message, fd: int = 3) -> bool:
+            self.sent.append(message)
+            return True
+
         monkeypatch.setattr(worker, "send", record)
         monkeypatch.setattr(heartbeat, "send", record)
         self.port = FakePort()
         monkeypatch.setattr(worker, "adoptFairPort", lambda reactor, fd, family, site: self.port)
         self.reactor = FakeReactor()
         settings = {"threads": 0, "maxRequests": 0, "gracefulTimeout": 30.0, **config}
-        application = lambda environ, start_response: []
+
+        def application(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            return []
+
         listener = os.open(os.devnull, os.O_RDONLY)
         self.worker = Worker(self.reactor, ServerConfig(**settings), 1, application, [(listener, socket.AF_INET)])
         self.worker.site.resource = Held()

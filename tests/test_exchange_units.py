@@ -21,7 +21,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from rawhttp import Reader, Response
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -33,6 +32,7 @@ from prefork.web.channel import WorkerChannel
 from prefork.web.exchange import _InReactorExchange
 from prefork.web.site import WorkerSite
 from prefork.web.wsgi import WorkerWSGIResource
+from rawhttp import Reader, Response
 
 TEXT = [("Content-Type", "text/plain")]
 ERROR_BODY = b"Internal Server Error\n"

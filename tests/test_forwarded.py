@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from rawhttp import exchange
-from server import Server
 
 from prefork.web.forwarded import applyForwarded, parseForwarded, parseNode
 from prefork.web.proxies import TrustedProxies
+from rawhttp import exchange
+from server import Server
 
 pytestmark = pytest.mark.usefixtures("noInternalErrors")
 APP = ("--app", "testapp:validated", "--workers", "1", "--max-requests", "0")
@@ -82,14 +82,19 @@ def test_untrusted_peer_changes_nothing(serve) -> None:
         ("10.0.0.3, 10.0.0.2", ("10.0.0.3", "0")),
     ],
 )
-def test_client_is_the_rightmost_untrusted_address(trustingProxies: Server, forwardedFor: str, client: tuple[str, str]) -> None:
+def test_client_is_the_rightmost_untrusted_address(
+    trustingProxies: Server, forwardedFor: str, client: tuple[str, str]
+) -> None:
     environ = seen(trustingProxies, f"X-Forwarded-For: {forwardedFor}\r\n")
     assert (environ["REMOTE_ADDR"], environ["REMOTE_PORT"]) == client
 
 
 @pytest.mark.parametrize(
     "forwardedFor",
-    ["garbage", "192.0.2.7, garbage", "192.0.2.7, unknown", "192.0.2.7,", "192.0.2.7, 10.0.0.2 10.0.0.3", "999.0.0.1", "1.2.3.4:99999", "[::1"],
+    [
+        "garbage", "192.0.2.7, garbage", "192.0.2.7, unknown", "192.0.2.7,", "192.0.2.7, 10.0.0.2 10.0.0.3",
+        "999.0.0.1", "1.2.3.4:99999", "[::1",
+    ],
 )
 def test_malformed_forwarded_for_changes_nothing(trustingProxies: Server, forwardedFor: str) -> None:
     environ = seen(trustingProxies, f"X-Forwarded-For: {forwardedFor}\r\n")
@@ -110,7 +115,8 @@ def test_malformed_forwarded_for_changes_nothing(trustingProxies: Server, forwar
 )
 def test_rfc7239_forwarded(trustingProxies: Server, forwarded: str, expected: tuple[str, ...]) -> None:
     environ = seen(trustingProxies, f"Forwarded: {forwarded}\r\n")
-    assert (environ["REMOTE_ADDR"], environ["REMOTE_PORT"], environ["wsgi.url_scheme"], environ["HTTP_HOST"]) == expected
+    seenAs = (environ["REMOTE_ADDR"], environ["REMOTE_PORT"], environ["wsgi.url_scheme"], environ["HTTP_HOST"])
+    assert seenAs == expected
 
 
 @pytest.mark.parametrize(
@@ -140,12 +146,16 @@ def test_forwarded_wins_over_x_forwarded_for(trustingProxies: Server) -> None:
 
 
 def test_host_and_port(trustingProxies: Server) -> None:
-    environ = seen(trustingProxies, "X-Forwarded-Host: shop.example:8443\r\nX-Forwarded-Port: 8443\r\nX-Forwarded-Proto: https\r\n")
+    environ = seen(
+        trustingProxies, "X-Forwarded-Host: shop.example:8443\r\nX-Forwarded-Port: 8443\r\nX-Forwarded-Proto: https\r\n"
+    )
     assert (environ["HTTP_HOST"], environ["SERVER_NAME"], environ["SERVER_PORT"], environ["wsgi.url_scheme"]) == (
         "shop.example:8443", "shop.example", "8443", "https",
     )
     # The value the nearest proxy appended is the one believed.
-    environ = seen(trustingProxies, "X-Forwarded-Host: evil.example, shop.example\r\nX-Forwarded-Proto: http, https\r\n")
+    environ = seen(
+        trustingProxies, "X-Forwarded-Host: evil.example, shop.example\r\nX-Forwarded-Proto: http, https\r\n"
+    )
     assert (environ["HTTP_HOST"], environ["wsgi.url_scheme"]) == ("shop.example", "https")
     environ = seen(trustingProxies, "X-Forwarded-Host: [2001:db8::1]:8080\r\n")
     assert (environ["HTTP_HOST"], environ["SERVER_NAME"]) == ("[2001:db8::1]:8080", "[2001:db8::1]")
@@ -202,4 +212,6 @@ def test_parse_node(node: str, parsed: tuple[str, str | None] | None) -> None:
 def test_apply_only_what_is_given() -> None:
     environ = {"REMOTE_ADDR": "10.0.0.2", "REMOTE_PORT": "5000", "HTTP_X_FORWARDED_PORT": "443"}
     applyForwarded(environ, TrustedProxies(["10.0.0.0/8"]))
-    assert environ == {"REMOTE_ADDR": "10.0.0.2", "REMOTE_PORT": "5000", "HTTP_X_FORWARDED_PORT": "443", "SERVER_PORT": "443"}
+    assert environ == {
+        "REMOTE_ADDR": "10.0.0.2", "REMOTE_PORT": "5000", "HTTP_X_FORWARDED_PORT": "443", "SERVER_PORT": "443",
+    }

@@ -84,5 +84,6 @@ def test_readme_install_serves_the_demo(servers: list[Server], tmp_path: Path) -
     # setproctitle came with the plain install: ps tells the processes apart.
     titles = sorted(title(pid) for pid in descendants(server.pid))
     assert "prefork template [prefork.demo:application] gen 1" in titles, titles
-    waitUntil(lambda: title(server.pid) == "prefork master [prefork.demo:application] gen 1 workers 10", what="the master's title")
+    expected = "prefork master [prefork.demo:application] gen 1 workers 10"
+    waitUntil(lambda: title(server.pid) == expected, what="the master's title")
     assert server.stop() == 0

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server import Server
-from statusclient import probe, statusPort
 
 from prefork.tap import Options
+from server import Server
+from statusclient import probe, statusPort
 
 CONTRIB = Path(__file__).parent.parent / "contrib" / "kubernetes"
 

@@ -250,7 +250,8 @@ def test_crash_loop_backs_off(serve) -> None:
         _, crashedAt = crash(server)
     # Each request waits in the listening socket's queue for the next worker.
     replacement = int(server.get("/")[2])
-    waits = [float(m) for m in re.findall(r"Waiting ([\d.]+) s before replacing a crashed worker", "\n".join(server.lines[mark:]))]
+    logged = "\n".join(server.lines[mark:])
+    waits = [float(m) for m in re.findall(r"Waiting ([\d.]+) s before replacing a crashed worker", logged)]
     # The first crash is replaced at once, then 0.5 s doubling.
     assert waits == [0.5, 1.0, 2.0], waits
     assert startedAt(replacement) - crashedAt >= 2.0 - 0.01  # one clock tick

@@ -50,7 +50,7 @@ def test_each_worker_serves_exactly_its_limit(serve) -> None:
     counts = Counter(pids)
     assert len(counts) >= 40
     for pid, n in counts.items():
-        waitUntil(lambda: n < 5 or not alive(pid), what=f"worker {pid} to exit")
+        waitUntil(lambda n=n, pid=pid: n < 5 or not alive(pid), what=f"worker {pid} to exit")
         assert n <= 5
     retired = retiredCounts(server, pids)
     assert len(retired) >= 38

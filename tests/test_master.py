@@ -119,10 +119,10 @@ def test_silent_worker_is_aborted_then_killed() -> None:
     master, generation, clock = setUp(workers=1, spares=0)
     boot(master, generation, 10)
     clock.advance(29)
-    master._checkHeartbeats()
+    master._watchdog.check()
     assert generation.signals == []
     clock.advance(2)
-    master._checkHeartbeats()
+    master._watchdog.check()
     assert generation.signals == [(10, signal.SIGABRT)]
     clock.advance(2)
     assert generation.signals[-1] == (10, signal.SIGKILL)

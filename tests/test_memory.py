@@ -6,6 +6,7 @@ status page shows each worker's RSS, USS and PSS.
 from __future__ import annotations
 
 import pytest
+
 from server import Server, alive, waitUntil
 from statusclient import STATUS, metrics, status
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 import os
 import pwd
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from server import TIMEOUT, Server, alive, descendants, waitUntil
+
+from nginxprocess import recipe, runningNginx
+from server import Server
 from superdaemon import SUPERAPP, NewConnectionLoad, freePort, getJSON
-from tools import program, requires
+from tools import requires
 
 pytestmark = requires("nginx")
 
@@ -46,9 +47,7 @@ def nginxConfig(root: Path, port: int, socketPath: str) -> Path:
     The recipe, listening on a loopback port and proxying to C{socketPath},
     included in a main configuration that keeps nginx's files in C{root}.
     """
-    site = RECIPE.read_text().replace("/run/prefork/prefork.sock", socketPath).replace("listen 80;", f"listen 127.0.0.1:{port};")
-    assert socketPath in site and f"127.0.0.1:{port}" in site
-    (root / "site.conf").write_text(site)
+    (root / "site.conf").write_text(recipe(RECIPE, port, socketPath))
     config = root / "nginx.conf"
     # Run as root, nginx's workers would become "nobody", who cannot reach
     # the test's private directory; as anyone else, "user" is ignored.
@@ -64,25 +63,8 @@ def nginx(tmp_path: Path) -> Iterator[tuple[int, str]]:
     """
     root, port, socketPath = tmp_path / "nginx", freePort(), str(tmp_path / "app.sock")
     root.mkdir()
-    config = nginxConfig(root, port, socketPath)
-    process = subprocess.Popen(
-        [program("nginx"), "-p", str(root), "-e", str(root / "error.log"), "-c", str(config)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
-    try:
-        waitUntil(lambda: (root / "nginx.pid").exists() or process.poll() is not None, what="nginx to listen")
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        workers = descendants(process.pid)
+    with runningNginx(root, nginxConfig(root, port, socketPath)):
         yield port, socketPath
-    finally:
-        process.send_signal(signal.SIGQUIT)
-        try:
-            process.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        for pid in workers:
-            waitUntil(lambda: not alive(pid), what=f"nginx worker {pid} to exit")
 
 
 def test_nginx_to_unix_socket(servers: list[Server], nginx: tuple[int, str]) -> None:

@@ -17,8 +17,6 @@ from typing import Any
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from server import TIMEOUT
-from test_template_units import Forking
 from twisted.internet.error import ProcessDone
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
@@ -26,6 +24,8 @@ from twisted.python.failure import Failure
 
 from prefork.master.generation import Generation
 from prefork.messages import STATUS_FD, Command, Event, Message, WorkerReport, send
+from server import TIMEOUT
+from test_template_units import Forking
 
 MESSAGES = [
     Message(Event.BORN, 101, ("spare",)),
@@ -117,7 +117,8 @@ def test_output_lines_are_logged_not_read_as_messages() -> None:
         received.childDataReceived(2, b"Traceback (most recent call last):\nready 12 ")
         received.childDataReceived(2, b"100\n")
     assert observer.messages() == []
-    assert [e["line"] for e in events if e.get("log_format") == "{line}"] == ["Traceback (most recent call last):", "ready 12 100"]
+    lines = [e["line"] for e in events if e.get("log_format") == "{line}"]
+    assert lines == ["Traceback (most recent call last):", "ready 12 100"]
 
 
 def test_last_line_without_newline_is_read_at_the_end() -> None:
@@ -155,7 +156,9 @@ def test_every_line_fits_in_pipe_buf(event: Event, pid: int, args: list[str]) ->
     assert (decoded.event, decoded.pid) == (event, pid)
 
 
-@given(st.sampled_from([e for e in Event if e not in (Event.BEAT, Event.FATAL, Event.SOURCE)]), st.lists(words, max_size=5))
+@given(
+    st.sampled_from([e for e in Event if e not in (Event.BEAT, Event.FATAL, Event.SOURCE)]), st.lists(words, max_size=5)
+)
 def test_words_survive_the_line(event: Event, args: list[str]) -> None:
     message = Message(event, 7, tuple(args))
     assert Message.decode(message.encode()[:-1]) == message

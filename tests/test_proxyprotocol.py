@@ -10,27 +10,26 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import signal
 import socket
 import struct
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from certs import clientContext, makeCertificate, readAll
-from server import TIMEOUT, Server, alive, descendants, waitUntil
-from tools import STREAM_MODULE, program, requires
-from superdaemon import freePort
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 
+from certs import clientContext, makeCertificate, readAll
+from nginxprocess import recipe, runningNginx
 from prefork.web.proxyprotocol import (
     V2_MAX_LENGTH,
     InvalidProxyHeader,
     ProxyHeader,
     parseHeader,
 )
+from server import TIMEOUT, Server
+from superdaemon import freePort
+from tools import STREAM_MODULE, requires
 
 APP = ("--app", "testapp:application", "--proxy-protocol")
 REQUEST = b"GET /environ HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n"
@@ -43,7 +42,8 @@ def v2(command: int, family: int, body: bytes, length: int | None = None) -> byt
     A version 2 header: C{command} 0 (LOCAL) or 1 (PROXY), the family and
     protocol byte, and the address block with any TLVs.
     """
-    return SIGNATURE + bytes([0x20 | command, family]) + struct.pack("!H", len(body) if length is None else length) + body
+    size = len(body) if length is None else length
+    return SIGNATURE + bytes([0x20 | command, family]) + struct.pack("!H", size) + body
 
 
 def inet(source: str, destination: str, sourcePort: int, destinationPort: int) -> bytes:
@@ -104,7 +104,11 @@ LOCAL_V2 = v2(0, 0x11, inet("203.0.113.9", "203.0.113.10", 1, 2))
         (v2(1, 0x21, inet6("2001:db8::8", "2001:db8::2", 6000, 443)), ("2001:db8::8", "6000", "443")),
         # TLVs (an AWS VPC endpoint id, a unique id, padding) are skipped.
         (
-            v2(1, 0x11, inet("192.0.2.9", "198.51.100.3", 7000, 443) + tlv(0xEA, b"\x01vpce-0123") + tlv(0x05, b"id-1") + tlv(0x04, bytes(9))),
+            v2(
+                1, 0x11,
+                inet("192.0.2.9", "198.51.100.3", 7000, 443)
+                + tlv(0xEA, b"\x01vpce-0123") + tlv(0x05, b"id-1") + tlv(0x04, bytes(9)),
+            ),
             ("192.0.2.9", "7000", "443"),
         ),
     ],
@@ -191,12 +195,15 @@ def test_truncated_header_waits_then_meets_the_header_timeout(server: Server) ->
 def test_untrusted_peer_is_closed_without_response(serve) -> None:
     server = serve(*APP, "--workers", "1", "--forwarded-allow-ips", "192.0.2.1,10.0.0.0/8")
     assert exchange(server.port, b"PROXY TCP4 192.0.2.7 198.51.100.1 4711 443\r\n" + REQUEST) == b""
-    server.waitFor(r"Closed a connection from 127\.0\.0\.1 without a response: 127\.0\.0\.1 is not in --forwarded-allow-ips")
+    server.waitFor(
+        r"Closed a connection from 127\.0\.0\.1 without a response: 127\.0\.0\.1 is not in --forwarded-allow-ips"
+    )
 
 
 def test_without_the_option_a_header_is_a_bad_request(serve) -> None:
     server = serve("--app", "testapp:application", "--workers", "1")
-    assert exchange(server.port, b"PROXY TCP4 192.0.2.7 198.51.100.1 4711 443\r\n" + REQUEST).startswith(b"HTTP/1.1 400 ")
+    response = exchange(server.port, b"PROXY TCP4 192.0.2.7 198.51.100.1 4711 443\r\n" + REQUEST)
+    assert response.startswith(b"HTTP/1.1 400 ")
 
 
 @requires("openssl")
@@ -216,7 +223,10 @@ def test_header_before_tls(serve, tmp_path: Path, noInternalErrors) -> None:
 
 
 def test_parse_needs_more_bytes_for_any_valid_beginning() -> None:
-    for header in [b"PROXY TCP4 192.0.2.7 198.51.100.1 4711 443\r\n", v2(1, 0x11, inet("1.2.3.4", "5.6.7.8", 1, 2) + tlv(1, b"h2"))]:
+    for header in [
+        b"PROXY TCP4 192.0.2.7 198.51.100.1 4711 443\r\n",
+        v2(1, 0x11, inet("1.2.3.4", "5.6.7.8", 1, 2) + tlv(1, b"h2")),
+    ]:
         for cut in range(len(header)):
             assert parseHeader(header[:cut]) is None
         assert parseHeader(header + b"GET") is not None
@@ -230,7 +240,9 @@ def test_parse_results() -> None:
         34, IPv6Address("TCP", "2001:db8::7", 0), IPv6Address("TCP", "::1", 1)
     )
     unix = b"/run/client.sock".ljust(108, b"\0") + b"/run/server.sock".ljust(108, b"\0")
-    assert parseHeader(v2(1, 0x31, unix)) == ProxyHeader(232, UNIXAddress(b"/run/client.sock"), UNIXAddress(b"/run/server.sock"))
+    assert parseHeader(v2(1, 0x31, unix)) == ProxyHeader(
+        232, UNIXAddress(b"/run/client.sock"), UNIXAddress(b"/run/server.sock")
+    )
     assert parseHeader(LOCAL_V2) == ProxyHeader(28)
 
 
@@ -264,30 +276,11 @@ def nginxStream(tmp_path: Path) -> Iterator[tuple[int, str]]:
     """
     root, port, socketPath = tmp_path / "nginx", freePort(), str(tmp_path / "app.sock")
     root.mkdir()
-    site = RECIPE.read_text().replace("/run/prefork/prefork.sock", socketPath).replace("listen 80;", f"listen 127.0.0.1:{port};")
-    assert socketPath in site and f"127.0.0.1:{port}" in site
-    (root / "stream.conf").write_text(site)
+    (root / "stream.conf").write_text(recipe(RECIPE, port, socketPath))
     load = f"load_module {STREAM_MODULE};" if Path(STREAM_MODULE).exists() else ""
     (root / "nginx.conf").write_text(MAIN.format(load=load, root=root, user=pwd.getpwuid(os.getuid()).pw_name))
-    process = subprocess.Popen(
-        [program("nginx"), "-p", str(root), "-e", str(root / "error.log"), "-c", str(root / "nginx.conf")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
-    workers: set[int] = set()
-    try:
-        waitUntil(lambda: (root / "nginx.pid").exists() or process.poll() is not None, what="nginx to listen")
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        workers = descendants(process.pid)
+    with runningNginx(root, root / "nginx.conf"):
         yield port, socketPath
-    finally:
-        process.send_signal(signal.SIGQUIT)
-        try:
-            process.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        for pid in workers:
-            waitUntil(lambda pid=pid: not alive(pid), what=f"nginx worker {pid} to exit")
 
 
 @requires("nginx", "nginx-stream")

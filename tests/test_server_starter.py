@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from server import APPS, TIMEOUT, Server, twistd
 from superdaemon import SUPERAPP, NewConnectionLoad, deployApp, freePort, getJSON
 from tools import program, requires

@@ -194,7 +194,7 @@ def test_config_file_named_in_the_environment(serve, tmp_path: Path) -> None:
     [
         ("workers = 0\n", {}, "{config}: workers must be a number of at least 1, not '0'"),
         ("max_workers = 'many'\n", {}, "{config}: max_workers must be a number of at least 1, not 'many'"),
-        ("listen = ['nonsense:1']\n", {}, "{config}: listen 'nonsense:1' is not a server endpoint"),
+        ("listen = ['nonsense:1']\n", {}, "{config}: listen 'nonsense:1': the workers cannot serve 'nonsense'"),
         ("wrokers = 2\n", {}, "{config}: unknown key 'wrokers'"),
         ("", {"PREFORK_MAX_REQUESTS": "-1"}, "PREFORK_MAX_REQUESTS must be a number of at least 0, not '-1'"),
         ("", {"WEB_CONCURRENCY": "lots"}, "WEB_CONCURRENCY must be a number of at least 1, not 'lots'"),

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from server import TIMEOUT, Server, UnixHTTPConnection, waitUntil
 from statusclient import STATUS, fetch, metrics, status, statusPort
 from tools import program, requires
@@ -97,7 +98,8 @@ def test_metrics_count_requests(serve) -> None:
     waitUntil(lambda: metrics(server)["prefork_requests_total"][()] == 40, what="40 requests counted")
     samples = metrics(server)
     assert samples["prefork_restarts_total"][(("reason", "limit"),)] >= 4
-    assert set(dict(k)["reason"] for k in samples["prefork_restarts_total"]) == {"limit", "reload", "crash", "timeout", "memory"}
+    reasons = {dict(k)["reason"] for k in samples["prefork_restarts_total"]}
+    assert reasons == {"limit", "reload", "crash", "timeout", "memory"}
     assert samples["prefork_generation"][()] == 1
     live = {dict(labels)["worker"] for labels in samples["prefork_worker_requests_total"]}
     assert len(live) >= 2
@@ -148,7 +150,10 @@ def buildHistory(server: Server, bursts: list[int]) -> None:
     for count in bursts:
         points = len(status(server)["requests_per_second_history"])
         sequential(server, count, "/hello/world?q=1")
-        waitUntil(lambda points=points: len(status(server)["requests_per_second_history"]) > points, what="the next point of history")
+        waitUntil(
+            lambda points=points: len(status(server)["requests_per_second_history"]) > points,
+            what="the next point of history",
+        )
 
 
 @requires("chromium")
@@ -193,7 +198,9 @@ def test_page_renders_in_chromium(serve, slowRequest, tmp_path: Path) -> None:
     assert len(points.split()) >= len(bursts)
     assert "<script" not in dom and not re.search(r'\b(src|href)="', dom)
     screenshot = tmp_path / "status.png"
-    chromium("--hide-scrollbars", "--window-size=1280,600", f"--screenshot={screenshot}", url, profile=tmp_path / "profile-2")
+    chromium(
+        "--hide-scrollbars", "--window-size=1280,600", f"--screenshot={screenshot}", url, profile=tmp_path / "profile-2"
+    )
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert screenshot.stat().st_size > 10_000
     if os.environ.get("PREFORK_UPDATE_SCREENSHOT"):

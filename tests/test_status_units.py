@@ -15,15 +15,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
-from server import TIMEOUT
 
 from prefork.child import heartbeat
-from prefork.web.accesslog import COMBINED, checkFormat, escape, logTime
 from prefork.master.workers import RESTART_REASONS, Tally, WorkerRecord, WorkerState, restartReason
 from prefork.memory import MemoryUsage, memoryUsage, residentBytes, uniqueBytes
 from prefork.messages import Event, Message, WorkerReport, printablePath
-from prefork.status.metrics import render
 from prefork.status.collector import ServerStatus, WorkerStatus, workerState
+from prefork.status.metrics import render
+from prefork.web.accesslog import COMBINED, checkFormat, escape, logTime
+from server import TIMEOUT
 
 EXITED_OK = 0  # a wait status: exited with status 0
 KILLED = signal.SIGKILL  # a wait status: killed by SIGKILL
@@ -32,7 +32,9 @@ KILLED = signal.SIGKILL  # a wait status: killed by SIGKILL
 _BYTES = st.integers(0, 2**40)
 
 
-@given(st.integers(0, 10**9), st.integers(0, 1000), _BYTES, st.integers(0, 10**9), st.binary(max_size=300), _BYTES, _BYTES)
+@given(
+    st.integers(0, 10**9), st.integers(0, 1000), _BYTES, st.integers(0, 10**9), st.binary(max_size=300), _BYTES, _BYTES
+)
 def test_report_survives_the_status_pipe(
     served: int, inFlight: int, rss: int, duration: int, path: bytes, uss: int, pss: int,
 ) -> None:
@@ -81,7 +83,9 @@ def test_garbled_beat_is_rejected() -> None:
         ("timeout", KILLED, False, False, "timeout"),
     ],
 )
-def test_restart_reasons(reason: str, status: int, generationStopping: bool, serverStopping: bool, expected: str | None) -> None:
+def test_restart_reasons(
+    reason: str, status: int, generationStopping: bool, serverStopping: bool, expected: str | None
+) -> None:
     generation = SimpleNamespace(stopping=generationStopping)
     record = WorkerRecord(1, reason=reason)
     assert restartReason(generation, record, status, serverStopping) == expected

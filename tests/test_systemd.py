@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+from twisted.internet.task import Clock
+
 from fakestate import FakeGeneration, FakeServer, worker
+from prefork.master.sdnotify import HEARTBEAT_GRACE, SystemdWatchdog, watchdogInterval
+from prefork.master.workers import WorkerRecord
 from server import APPS, TIMEOUT, Server, alive, descendants, twistd, waitUntil
 from superdaemon import SUPERAPP, deployApp, freePort, getJSON
 from tools import program, requires
-from twisted.internet.task import Clock
-
-from prefork.master.sdnotify import HEARTBEAT_GRACE, SystemdWatchdog, watchdogInterval
-from prefork.master.workers import WorkerRecord
 
 ACTIVATE = "systemd-socket-activate"
 #: A test that runs the server under systemd-socket-activate.
@@ -101,7 +101,10 @@ def test_systemd_endpoint_without_systemd() -> None:
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "twistd prefork: --listen systemd passed no socket for systemd:domain=INET:index=0 (it passed 0) (see twistd prefork --help)"
+        (
+            "twistd prefork: --listen systemd passed no socket for systemd:domain=INET:index=0 (it passed 0)"
+            " (see twistd prefork --help)"
+        )
     ]
 
 
@@ -221,7 +224,7 @@ def test_notify_main_pid_when_daemonized(notify: NotifySocket, tmp_path: Path) -
     finally:
         os.kill(daemon, signal.SIGTERM)
         for pid in [daemon, *seen]:
-            waitUntil(lambda: not alive(pid), what=f"process {pid} to exit")
+            waitUntil(lambda pid=pid: not alive(pid), what=f"process {pid} to exit")
 
 
 def watchdogPings(notify: NotifySocket, count: int) -> list[float]:
@@ -423,7 +426,9 @@ def test_units_run(servers: list[Server], notify: NotifySocket, tmp_path: Path) 
     assert service["Type"] == ["notify"]
     path, name = socketUnit["ListenStream"][0], socketUnit["FileDescriptorName"][0]
     command = service["ExecStart"][0].split()
-    server = Server(listen=None, cwd=Path(service["WorkingDirectory"][0]), env=dict(os.environ, NOTIFY_SOCKET=notify.address))
+    server = Server(
+        listen=None, cwd=Path(service["WorkingDirectory"][0]), env=dict(os.environ, NOTIFY_SOCKET=notify.address)
+    )
     # systemd-socket-activate passes on only the variables it is told to.
     server.command = [program(ACTIVATE), f"--listen={path}", f"--fdname={name}", "--setenv=NOTIFY_SOCKET", *command]
     servers.append(server)

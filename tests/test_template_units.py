@@ -21,7 +21,7 @@ from prefork.messages import Event, Message
 # The template turns the garbage collector off as it is imported, for its
 # own forks' sake; this test process wants it on.
 _collecting = gc.isenabled()
-from prefork.child import template
+from prefork.child import template  # noqa: E402 - once the collector's state is noted
 
 if _collecting:
     gc.enable()

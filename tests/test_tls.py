@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from certs import (
     clientContext,
     httpsConnection,
@@ -68,7 +69,9 @@ def test_plain_http_on_a_tls_port_gets_no_response(serve, certificate, noInterna
         sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         answer = readAll(sock)
     assert b"HTTP/" not in answer and b"200" not in answer
-    curl = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{server.port}/"], capture_output=True, timeout=TIMEOUT, check=False)
+    curl = subprocess.run(
+        ["curl", "-sS", f"http://127.0.0.1:{server.port}/"], capture_output=True, timeout=TIMEOUT, check=False
+    )
     assert curl.returncode != 0 and curl.stdout == b""
     assert httpsGet(server.port, crt)[0] == 200
 
@@ -112,7 +115,9 @@ def test_stalled_handshake_meets_the_header_timeout(serve, certificate, noIntern
 
 def test_limits_and_keepalive_under_tls(serve, certificate, noInternalErrors) -> None:
     key, crt = certificate
-    server = serve(*APP, "--workers", "1", "--max-requests", "3", "--limit-request-line", "100", listen=sslListen(key, crt))
+    server = serve(
+        *APP, "--workers", "1", "--max-requests", "3", "--limit-request-line", "100", listen=sslListen(key, crt)
+    )
     connection = httpsConnection(server.port, crt)
     pids, closes = [], []
     for _ in range(3):
@@ -151,7 +156,10 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     "listen, named",
     [
-        ("ssl:0:privateKey={dir}/missing.key:certKey={crt}", "cannot read the private key {dir}/missing.key: No such file"),
+        (
+            "ssl:0:privateKey={dir}/missing.key:certKey={crt}",
+            "cannot read the private key {dir}/missing.key: No such file",
+        ),
         ("ssl:0:privateKey={dir}:certKey={crt}", "cannot read the private key {dir}: Is a directory"),
         ("ssl:0:privateKey={key}:certKey={other}", "does not match the certificate"),
         ("ssl:0:privateKey={crt}:certKey={crt}", "holds no PEM private key"),
@@ -210,7 +218,7 @@ class NewTLSConnections:
                 status, _, name = httpsGet(self.port, self.certificate)
                 assert status == 200
                 self.names.append(name)
-            except Exception as e:  # noqa: BLE001 - every failure is counted
+            except Exception as e:  # every failure is counted
                 self.failures.append(e)
 
     def __enter__(self) -> NewTLSConnections:
@@ -222,7 +230,9 @@ class NewTLSConnections:
         self._thread.join(TIMEOUT)
 
 
-def test_reload_serves_renewed_certificate_without_dropping_a_connection(serve, tmp_path: Path, noInternalErrors) -> None:
+def test_reload_serves_renewed_certificate_without_dropping_a_connection(
+    serve, tmp_path: Path, noInternalErrors
+) -> None:
     live = tmp_path / "live"
     live.mkdir()
     key, crt = live / "server.key", live / "server.crt"
@@ -263,7 +273,10 @@ def test_reload_with_a_broken_certificate_keeps_serving(serve, tmp_path: Path) -
     key.write_text("not a key\n")
     mark = len(server.lines)
     server.signal(signal.SIGHUP)
-    server.waitFor(rf"Generation 2 failed, generation 1 keeps serving: cannot serve TLS: {key} holds no PEM private key", after=mark)
+    server.waitFor(
+        rf"Generation 2 failed, generation 1 keeps serving: cannot serve TLS: {key} holds no PEM private key",
+        after=mark,
+    )
     assert httpsGet(server.port, crt)[0] == 200
 
 

@@ -16,8 +16,7 @@ import socket
 from typing import Any
 
 from twisted.internet import error, tcp, unix
-from twisted.internet.interfaces import IListeningPort
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IProtocolFactory
 
 from prefork.twistedinternals import adoptListeningPort
 
@@ -56,18 +55,19 @@ class FairUNIXPort(_FewAccepts, unix.Port):
     """
 
 
-def adoptFairPort(reactor: Any, fd: int, family: socket.AddressFamily, factory: Factory) -> IListeningPort:
+def adoptFairPort(
+    reactor: Any, fd: int, family: socket.AddressFamily, factory: IProtocolFactory
+) -> FairTCPPort | FairUNIXPort:
     """
     Like C{reactor.adoptStreamPort}: listen with C{factory} on a copy of the
     listening socket C{fd}, accepting few connections per wake-up.
     """
-    portClass: type[tcp.Port]
+    port: FairTCPPort | FairUNIXPort
     if family == socket.AF_UNIX:
-        portClass = FairUNIXPort
+        port = adoptListeningPort(FairUNIXPort, reactor, fd, family, factory)
     elif family in (socket.AF_INET, socket.AF_INET6):
-        portClass = FairTCPPort
+        port = adoptListeningPort(FairTCPPort, reactor, fd, family, factory)
     else:
         raise error.UnsupportedAddressFamily(family)
-    port = adoptListeningPort(portClass, reactor, fd, family, factory)
     port.startListening()
     return port

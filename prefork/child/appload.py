@@ -4,29 +4,24 @@ Finding the WSGI application named on the command line.
 
 from __future__ import annotations
 
-import importlib
 import os
 import site
 import sys
 import sysconfig
-import traceback
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from prefork.importing import LoadError, importNamed
 
 if TYPE_CHECKING:
     from prefork.web.wsgi import WSGIApplication
 
 
-
-class AppLoadError(Exception):
+class AppLoadError(LoadError):
     """
     The application could not be loaded.  C{str()} of it is one line that
     names the problem; L{details} holds the traceback, when there is one.
     """
-
-    def __init__(self, message: str, details: str = "") -> None:
-        super().__init__(message)
-        self.details = details
 
 
 def parseAppSpec(spec: str) -> tuple[str, str]:
@@ -50,38 +45,11 @@ def loadApp(spec: str, pythonPath: Iterable[str] = ()) -> WSGIApplication:
     @raise AppLoadError: It cannot be imported, lacks the attribute, or is not
         callable.
     """
-    for directory in reversed(list(pythonPath)):
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
-    try:
-        moduleName, attribute = parseAppSpec(spec)
-    except ValueError as e:
-        raise AppLoadError(f"--app {e}") from None
-    try:
-        obj: Any = importlib.import_module(moduleName)
-    except ModuleNotFoundError as e:
-        if e.name is not None and (moduleName + ".").startswith(e.name + "."):
-            raise AppLoadError(f"cannot import --app {spec!r}: no module named {e.name!r}") from None
-        raise _importFailure(spec, e) from None
-    except BaseException as e:
-        raise _importFailure(spec, e) from None
-    for name in attribute.split("."):
-        try:
-            obj = getattr(obj, name)
-        except AttributeError:
-            raise AppLoadError(f"--app {spec!r}: {moduleName!r} has no attribute {attribute!r}") from None
+    obj = importNamed("--app", spec, parseAppSpec, pythonPath, AppLoadError)
     if not callable(obj):
         raise AppLoadError(f"--app {spec!r} is not callable: it is {type(obj).__name__} {obj!r:.60}")
     application: WSGIApplication = obj
     return application
-
-
-def _importFailure(spec: str, e: BaseException) -> AppLoadError:
-    """
-    Describe an exception raised by the application's own module on import.
-    """
-    summary = traceback.format_exception_only(type(e), e)[-1].strip()
-    return AppLoadError(f"cannot import --app {spec!r}: {summary}", traceback.format_exc())
 
 
 def _installationDirectories() -> tuple[str, ...]:

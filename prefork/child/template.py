@@ -33,7 +33,8 @@ import traceback
 from dataclasses import replace
 from typing import NoReturn
 
-from prefork.child.worker import Listener, loadAppOrReport, reportSources, serve
+from prefork.child.boot import loadAppOrReport, reportLoadError, reportSources, serve
+from prefork.child.worker import Listener
 from prefork.config import ServerConfig
 from prefork.hooks import NO_HOOKS, HookLoadError, Hooks, ServerInfo, WorkerInfo, loadHooks
 from prefork.messages import (
@@ -294,9 +295,7 @@ def _loadHooks(config: ServerConfig) -> Hooks:
     try:
         return loadHooks(config.hooks, config.pythonPath)
     except HookLoadError as e:
-        if e.details:
-            sys.stderr.write(e.details)
-        send(Message(Event.FATAL, os.getpid(), (str(e),)))
+        reportLoadError(e)
         sys.exit(EXIT_BOOT_FAILED)
 
 

@@ -10,38 +10,29 @@ never for longer than the graceful timeout.
 
 from __future__ import annotations
 
-import faulthandler
 import os
 import random
 import signal
 import socket
-import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-# Imported here, in the template, so that a worker only has to install it:
-# importing a reactor module does not install a reactor.
-from twisted.internet import epollreactor
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IDelayedCall, IProtocolFactory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from prefork.child.accept import FairTCPPort, FairUNIXPort, adoptFairPort
-from prefork.child.appload import AppLoadError, loadApp, ownSources
-from prefork.child.childlog import logToStderr
 from prefork.child.exitguard import ExitGuard
 from prefork.child.heartbeat import Heartbeat
 from prefork.config import ServerConfig
-from prefork.hooks import NO_HOOKS, Hooks, IServer, IWorker, ServerInfo
+from prefork.hooks import NO_HOOKS, Hooks, IWorker
 from prefork.memory import MemoryUsage, memoryUsage
-from prefork.messages import ACTIVATE_SIGNAL, EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
+from prefork.messages import ACTIVATE_SIGNAL, Event, Message, send
 from prefork.proctitle import setTitle, workerTitle
-from prefork.tls import TLSConfigError, connectionCreator
 from prefork.web.accesslog import COMBINED, AccessLog
 from prefork.web.proxies import TrustedProxies
 from prefork.web.proxyprotocol import ProxyHeaderFactory
@@ -197,13 +188,13 @@ class Worker:
         self.reactor.addSystemEventTrigger("before", "shutdown", self._stopAccepting)
         self.reactor.callWhenRunning(self._running)
 
-    def _factory(self, index: int) -> Factory:
+    def _factory(self, index: int) -> IProtocolFactory:
         """
         What serves the connections of listener C{index}: the site, behind
         TLS on a TLS listener, behind a PROXY protocol header when the
         server expects one (it comes first on the wire).
         """
-        factory: Any = self.site
+        factory: IProtocolFactory = self.site
         creator = self._creators[index] if index < len(self._creators) else None
         if creator is not None:
             # Not imported at the top: it needs pyOpenSSL, which a server
@@ -278,7 +269,9 @@ class Worker:
         """
         config = self.config
         if config.maxRss and memory.rss > config.maxRss * 2**20:
-            _log.info("Using {rss} MB, more than --max-rss {limit} MB: retiring", rss=memory.rss >> 20, limit=config.maxRss)
+            _log.info(
+                "Using {rss} MB, more than --max-rss {limit} MB: retiring", rss=memory.rss >> 20, limit=config.maxRss
+            )
             return True
         if config.maxUss and memory.uss > config.maxUss * 2**20:
             _log.info(
@@ -370,111 +363,3 @@ class Worker:
     def stopThreads(self) -> None:
         if self.threadpool is not None:
             self.threadpool.stop()
-
-
-def loadAppOrReport(config: ServerConfig) -> WSGIApplication | None:
-    """
-    Import the application; if it cannot be, tell the master why in one
-    line, and print the traceback (if the module raised) to the log.
-    """
-    try:
-        return loadApp(config.app, config.pythonPath)
-    except AppLoadError as e:
-        if e.details:
-            sys.stderr.write(e.details)
-        send(Message(Event.FATAL, os.getpid(), (str(e),)))
-        return None
-
-
-def reportSources() -> None:
-    """
-    Tell the master which files to watch for C{--reload}.
-    """
-    for path in ownSources():
-        send(Message(Event.SOURCE, os.getpid(), (path,)))
-
-
-def connectionCreatorsOrReport(config: ServerConfig) -> list[Any] | None:
-    """
-    Build the TLS of every TLS listener from its files, read now; if one
-    cannot be built (its files changed since the master checked them), tell
-    the master why in one line.
-    """
-    try:
-        return [None if tls is None else connectionCreator(tls) for tls in config.listenerTLS]
-    except TLSConfigError as e:
-        send(Message(Event.FATAL, os.getpid(), (f"cannot serve TLS: {e}",)))
-        return None
-
-
-def serve(
-    config: ServerConfig,
-    generation: int,
-    application: WSGIApplication | None,
-    listeners: Sequence[Listener],
-    spare: bool = False,
-    hooks: Hooks = NO_HOOKS,
-    server: IServer | None = None,
-) -> int:
-    """
-    Be a worker: install a reactor, serve until done, and return the exit
-    status.  Called in the child right after the template forks it.
-
-    @param application: The preloaded application, or L{None} to import it.
-    @param spare: Boot, but accept nothing until L{ACTIVATE_SIGNAL}.
-    @param server: The server as the hooks see it.
-    """
-    if server is None:
-        server = ServerInfo(os.getppid(), generation, config, config.workers)
-    view = WorkerView(config, generation)
-    if "worker_abort" in hooks:
-        _callOnAbort(hooks, view)
-    # A worker that stops sending heartbeats is sent SIGABRT before it is
-    # killed: this prints where every thread was stuck.
-    faulthandler.enable(all_threads=True)
-    epollreactor.install()
-    from twisted.internet import reactor
-
-    logToStderr(f"worker {os.getpid()}")
-    try:
-        hooks.call("post_fork", server, view)
-    except BaseException:
-        _log.failure("Hook post_fork raised: this worker cannot serve")
-        return EXIT_BOOT_FAILED
-    if application is None:
-        application = loadAppOrReport(config)
-        if application is None:
-            return EXIT_BOOT_FAILED
-        if config.reload:
-            reportSources()
-    creators = connectionCreatorsOrReport(config)
-    if creators is None:
-        return EXIT_BOOT_FAILED
-    worker = Worker(reactor, config, generation, application, listeners, spare, hooks, view, creators)
-    worker.start()
-    reactor.run()
-    if worker.bootFailed:
-        return EXIT_BOOT_FAILED
-    hooks.callLogged("worker_exit", server, view)
-    worker.stopThreads()
-    if worker.accessLog is not None:
-        # The lines of the last requests wait for a turn that never came.
-        worker.accessLog.flush()
-    return EXIT_DONE
-
-
-def _callOnAbort(hooks: Hooks, view: WorkerView) -> None:
-    """
-    Call C{worker_abort} when the watchdog sends SIGABRT.  Installed before
-    L{faulthandler}, which prints every thread's stack first and then hands
-    the signal on to this handler; it runs as soon as the main thread runs
-    Python again, then the worker dies of the signal as it would have.
-    """
-
-    def aborted(signum: int, frame: object) -> None:
-        hooks.callLogged("worker_abort", view)
-        sys.stderr.flush()
-        signal.signal(signal.SIGABRT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGABRT)
-
-    signal.signal(signal.SIGABRT, aborted)

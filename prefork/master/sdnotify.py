@@ -103,7 +103,9 @@ class NotifyingObserver:
         self.notifier.notify(**state)
 
     def reloading(self) -> None:
-        self.notifier.notify(RELOADING=1, MONOTONIC_USEC=monotonicMicroseconds(), STATUS="Reloading: starting a new generation")
+        self.notifier.notify(
+            RELOADING=1, MONOTONIC_USEC=monotonicMicroseconds(), STATUS="Reloading: starting a new generation"
+        )
 
     def stopping(self) -> None:
         self.notifier.notify(STOPPING=1, STATUS="Stopping: finishing the requests in flight")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from socket import AddressFamily
 from typing import Any
 
 from twisted.internet.interfaces import IStreamServerEndpoint
@@ -49,7 +50,7 @@ class ListeningSocket:
         return self.socket.fileno()
 
     @property
-    def family(self) -> socket.AddressFamily:
+    def family(self) -> AddressFamily:
         return self.socket.family
 
     def describe(self) -> str:

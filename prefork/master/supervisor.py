@@ -3,10 +3,11 @@ The master: the twistd service that owns the listening sockets and
 supervises the generations of workers.
 
 Read it top to bottom as a supervisor loop: signals in, reports from the
-generations in (the master is their L{IGenerationObserver}), the watchdog's
-clock in, decisions, actions.  The master never accepts a connection
-and never imports the application; it keeps each generation at its size,
-replaces workers as they retire or die, and starts and retires generations.
+generations in (the master is their L{IGenerationObserver}), decisions,
+actions; its L{HeartbeatWatchdog} aborts the workers that fall silent.  The
+master never accepts a connection and never imports the application; it
+keeps each generation at its size, replaces workers as they retire or die,
+and starts and retires generations.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.logfile import BaseLogFile
 from zope.interface import implementer
@@ -33,6 +33,7 @@ from prefork.master.generation import Generation
 from prefork.master.interfaces import IGenerationObserver, ILifecycleObserver, IServerState
 from prefork.master.sockets import ListeningSocket
 from prefork.master.twistdlog import findLogFile
+from prefork.master.watchdog import HeartbeatWatchdog
 from prefork.master.workers import Tally, WorkerRecord, WorkerState, describeExit, exitedAsAsked, exitFields
 
 #: A worker dying before any worker of its generation served is a boot
@@ -42,8 +43,6 @@ MAX_BOOT_FAILURES = 5
 MAX_BACKOFF = 30.0
 #: How long a quick stop lets workers finish before they are killed.
 QUICK_STOP_GRACE = 2.0
-#: How long a worker aborted for silence may take to print its stack.
-KILL_AFTER_ABORT = 2.0
 
 
 def backoff(failures: int) -> float:
@@ -87,8 +86,7 @@ class Master(Service):
         self.observers: list[ILifecycleObserver] = []
         #: Signals a supervisor gives a meaning of its own (einhorn's USR2).
         self.extraSignals: dict[int, Callable[[], None]] = {}
-        self._watchdog = LoopingCall(self._checkHeartbeats)
-        self._watchdog.clock = self.reactor
+        self._watchdog = HeartbeatWatchdog(lambda: self.generations, config.timeout, self.reactor, self._log)
         self.tally = Tally()
         self._twistdLog: BaseLogFile | None = None
         #: Told of every worker's exit, with its wait status (the hooks).
@@ -109,8 +107,7 @@ class Master(Service):
         for listening in self.sockets:
             self._log.info("Listening on {address}", address=listening.describe())
         self.reactor.callWhenRunning(self._installSignalHandlers)
-        if self.config.timeout:
-            self._watchdog.start(1.0, now=False)
+        self._watchdog.start()
         self.startGeneration()
 
     def stopService(self) -> Deferred[Any]:
@@ -118,8 +115,7 @@ class Master(Service):
         self.stopping = True
         for observer in self.observers:
             observer.stopping()
-        if self._watchdog.running:
-            self._watchdog.stop()
+        self._watchdog.stop()
         for call in self._respawns.values():
             call.cancel()
         self._respawns.clear()
@@ -317,24 +313,6 @@ class Master(Service):
         self._failures.pop(generation, None)
         self._announced.discard(generation)
         self._log.info("Generation {number} has ended", number=generation.number)
-
-    # The clock in: the watchdog.
-
-    def _checkHeartbeats(self) -> None:
-        """
-        Abort workers whose reactor has not been heard from for
-        C{config.timeout} seconds (a deadlock, or C code holding the GIL), so
-        that they print where they were stuck, and kill them soon after.
-        """
-        now = self.reactor.seconds()
-        for generation in self.generations:
-            for record in generation.silent(self.config.timeout):
-                self._log.error(
-                    "Worker {pid} sent no heartbeat for {silent:.0f} s: aborting it",
-                    pid=record.pid, silent=record.silentFor(now),
-                )
-                generation.abort(record)
-                self.reactor.callLater(KILL_AFTER_ABORT, generation.signal, record.pid, signal.SIGKILL)
 
     # Decisions.
 

@@ -232,7 +232,9 @@ class Tally:
     served: int = 0
     restarts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESTART_REASONS, 0))
 
-    def workerExited(self, generation: IGenerationState, record: WorkerRecord, status: int, serverStopping: bool) -> None:
+    def workerExited(
+        self, generation: IGenerationState, record: WorkerRecord, status: int, serverStopping: bool
+    ) -> None:
         self.served += record.served
         reason = restartReason(generation, record, status, serverStopping)
         if reason is not None:

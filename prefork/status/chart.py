@@ -21,7 +21,7 @@ def niceCeiling(value: float) -> float:
     """
     if value <= 1:
         return 1.0
-    power = 10 ** math.floor(math.log10(value))
+    power: float = 10 ** math.floor(math.log10(value))
     return next(power * m for m in (1, 2, 2.5, 5, 10) if power * m >= value)
 
 

@@ -124,7 +124,9 @@ def workerState(record: WorkerView) -> str:
         if record.spare:
             return "spare"
         return "busy" if record.report.inFlight else "idle"
-    return record.state.value
+    # Annotated: mypy takes the value of a narrowed enum for Any.
+    shown: str = record.state.value
+    return shown
 
 
 def currentGeneration(state: IServerState) -> int:

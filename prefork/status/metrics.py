@@ -18,10 +18,17 @@ _WORKER_GAUGES = [
     ("prefork_worker_in_flight", "Requests the worker has admitted and not answered yet.", lambda w: w.inFlight),
     ("prefork_worker_resident_memory_bytes", "The worker's resident set size.", lambda w: w.rss),
     ("prefork_worker_unique_memory_bytes", "The worker's unique set size: its private pages.", lambda w: w.uss),
-    ("prefork_worker_proportional_memory_bytes", "The worker's proportional set size: shared pages split between sharers.",
-     lambda w: w.pss),
+    (
+        "prefork_worker_proportional_memory_bytes",
+        "The worker's proportional set size: shared pages split between sharers.",
+        lambda w: w.pss,
+    ),
     ("prefork_worker_age_seconds", "Seconds since the worker was born.", lambda w: round(w.age, 3)),
-    ("prefork_worker_last_request_duration_seconds", "How long the worker's last request took.", lambda w: w.lastDuration / 1e6),
+    (
+        "prefork_worker_last_request_duration_seconds",
+        "How long the worker's last request took.",
+        lambda w: w.lastDuration / 1e6,
+    ),
 ]
 
 Sample = tuple[dict[str, str], float]
@@ -31,7 +38,7 @@ def _labels(labels: dict[str, str]) -> str:
     if not labels:
         return ""
     escaped = (value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"') for value in labels.values())
-    return "{" + ",".join(f'{name}="{value}"' for name, value in zip(labels, escaped)) + "}"
+    return "{" + ",".join(f'{name}="{value}"' for name, value in zip(labels, escaped, strict=True)) + "}"
 
 
 def _family(name: str, kind: str, help: str, samples: Iterable[Sample]) -> Iterator[str]:
@@ -51,11 +58,21 @@ def render(status: ServerStatus) -> str:
     """
     workers = status.workers
     lines = [
-        *_family("prefork_uptime_seconds", "gauge", "Seconds since the master started.", [({}, round(status.uptime, 3))]),
+        *_family(
+            "prefork_uptime_seconds", "gauge", "Seconds since the master started.", [({}, round(status.uptime, 3))]
+        ),
         *_family("prefork_generation", "gauge", "The number of the newest generation.", [({}, status.generation)]),
-        *_family("prefork_workers_wanted", "gauge", "Workers each generation keeps serving.", [({}, status.workersWanted)]),
-        *_family("prefork_workers", "gauge", "Live workers by state.", [({"state": s}, n) for s, n in status.byState().items()]),
-        *_family("prefork_requests_total", "counter", "Requests admitted by every worker, past and present.", [({}, status.requestsTotal)]),
+        *_family(
+            "prefork_workers_wanted", "gauge", "Workers each generation keeps serving.", [({}, status.workersWanted)]
+        ),
+        *_family(
+            "prefork_workers", "gauge", "Live workers by state.",
+            [({"state": s}, n) for s, n in status.byState().items()],
+        ),
+        *_family(
+            "prefork_requests_total", "counter", "Requests admitted by every worker, past and present.",
+            [({}, status.requestsTotal)],
+        ),
         *_family(
             "prefork_requests_per_second", "gauge", "Requests per second over the last 10 seconds.",
             [({}, round(status.requestsPerSecond, 3))],

@@ -25,6 +25,7 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succee
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -53,14 +54,16 @@ main { padding: 16px 24px; }
 .totals { display: flex; flex-wrap: wrap; gap: 12px; margin-bottom: 16px; }
 .card { background: #fff; border-radius: 6px; padding: 8px 14px; box-shadow: 0 1px 2px #0002; }
 .card b { display: block; font-size: 20px; } .card small { color: #667; }
-.card.list b { font-size: 14px; font-weight: 500; line-height: 27px; } .card.list em { font-style: normal; font-weight: 700; }
+.card.list b { font-size: 14px; font-weight: 500; line-height: 27px; }
+.card.list em { font-style: normal; font-weight: 700; }
 .running { color: #8a5a00; }
 table { border-collapse: collapse; width: 100%; background: #fff; box-shadow: 0 1px 2px #0002; }
 th, td { padding: 6px 10px; text-align: right; border-bottom: 1px solid #e3e7ef; white-space: nowrap; }
 th { background: #e9edf5; font-weight: 600; } td.path, th.path { text-align: left; }
 td.path { font-family: ui-monospace, monospace; max-width: 28em; overflow: hidden; text-overflow: ellipsis; }
 .state { border-radius: 9px; padding: 1px 9px; font-weight: 600; font-size: 12px; }
-.booting { background: #dbe7ff; color: #1c4fb8; } .spare { background: #e6e8ee; color: #4a5266; } .idle { background: #dff3e4; color: #1c7a3a; }
+.booting { background: #dbe7ff; color: #1c4fb8; } .spare { background: #e6e8ee; color: #4a5266; }
+.idle { background: #dff3e4; color: #1c7a3a; }
 .busy { background: #fff0c2; color: #8a5a00; } .draining { background: #ece2f8; color: #6b2fa8; }
 .bar { display: inline-block; width: 60px; height: 6px; background: #e3e7ef; border-radius: 3px; margin-left: 6px; }
 .bar i { display: block; height: 6px; background: #4f7be0; border-radius: 3px; }
@@ -218,7 +221,7 @@ class StatusRoot(Resource):
 class StatusSite(Site):
     noisy = False
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         # Scrapes every few seconds would drown the master's log.
         pass
 

@@ -144,9 +144,7 @@ def clientAddress(request: Request) -> str | None:
 
 def _header(headers: Any, name: bytes) -> bytes | None:
     values = headers.getRawHeaders(name)
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else b", ".join(values)
+    return b", ".join(values) if values else None
 
 
 class _Line:
@@ -280,7 +278,9 @@ def compileFormat(template: str) -> list[_Part]:
                 raise ValueError(f"has an unknown conversion !{conversion}")
             parts.append((literal, _fieldGetter(name), conversion, spec or ""))
         else:
-            raise ValueError(f"has an unknown field {{{name}}}; the fields are {', '.join(FIELDS)}, in:NAME and out:NAME")
+            raise ValueError(
+                f"has an unknown field {{{name}}}; the fields are {', '.join(FIELDS)}, in:NAME and out:NAME"
+            )
     return parts
 
 

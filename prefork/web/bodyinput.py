@@ -101,7 +101,7 @@ class ContinueInput:
                 self._wait(lambda: False)
                 size = len(self._buffer)
             else:
-                self._wait(lambda: len(self._buffer) >= size)  # type: ignore[operator]
+                self._wait(lambda: len(self._buffer) >= size)
             return self._take(size)
 
     def readline(self, size: int | None = -1) -> bytes:

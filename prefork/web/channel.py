@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES, REQUEST_ENTITY_TOO_LARGE, REQUEST_URI_TOO_LONG, parse_qs
@@ -35,6 +37,7 @@ from prefork.web.http import (
     rejectionResponse,
 )
 from prefork.web.limits import RequestLimits
+from prefork.web.transport import streamTransport
 
 if TYPE_CHECKING:
     from prefork.web.site import WorkerSite
@@ -175,7 +178,7 @@ class WorkerChannel(HookedHTTPChannel):
         self.deadline = self._seconds() + limits.headerTimeout
         self.site.channels.add(self)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.deadline = None
         if self._early is not None:
             self._early.content.fail()
@@ -219,9 +222,9 @@ class WorkerChannel(HookedHTTPChannel):
             # no second answer, only a cut.
             self._early.content.fail()
             self._early = None
-            self.transport.abortConnection()
+            streamTransport(self.transport).abortConnection()
             return
-        self.transport.write(rejectionResponse(code, reason))
+        streamTransport(self.transport).write(rejectionResponse(code, reason))
         self.loseConnection()
 
     def badRequest(self) -> None:
@@ -248,7 +251,8 @@ class WorkerChannel(HookedHTTPChannel):
             # RFC 9110 section 5.5; Twisted checks this itself from 25.x on.
             self.reject(400)
             return False
-        return super().headerReceived(line)
+        accepted: bool = super().headerReceived(line)
+        return accepted
 
     def bodyFramingReceived(self, name: bytes, value: bytes) -> bool:
         try:
@@ -353,7 +357,7 @@ class WorkerChannel(HookedHTTPChannel):
             if not request.startedWriting and not request.lost:
                 self.sendContinue()
 
-        request.content = ContinueInput(self.site.reactor, askForBody)
+        request.content = ContinueInput(IReactorThreads(self.site.reactor), askForBody)
         request.dispatchedEarly = True
         request.requestReceived(*self.requestLine)
 
@@ -396,7 +400,7 @@ class WorkerChannel(HookedHTTPChannel):
         try:
             # A request may already be waiting in the kernel: then it is
             # read, answered with Connection: close, and only then closed.
-            pending = self.transport.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            pending = streamTransport(self.transport).socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
             return True
         except OSError:

@@ -88,7 +88,8 @@ def _connectionFacts(request: Request) -> _ConnectionFacts:
     What the environ says of the connection: the same for every request of a
     keep-alive connection, so worked out once for it.
     """
-    channel = request.channel
+    # Kept on the channel, whichever class it is, for its next requests.
+    channel: Any = request.channel
     facts: _ConnectionFacts | None = getattr(channel, "_preforkFacts", None)
     if facts is None:
         peer = request.getClientAddress()

@@ -19,7 +19,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import blockingCallFromThread
@@ -28,15 +28,15 @@ from twisted.python.failure import Failure
 from twisted.web.http import INTERNAL_SERVER_ERROR, NO_BODY_CODES
 from twisted.web.server import Request
 
-
 from prefork.web.environ import native
 from prefork.web.requesthooks import FAILED_STATUS, RequestHooks
+from prefork.web.transport import streamTransport
 
 if TYPE_CHECKING:
     from prefork.web.wsgi import WSGIApplication
 
 
-ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 WriteCallable = Callable[[bytes], None]
 
 _log = Logger()
@@ -205,7 +205,7 @@ class _Exchange:
         Cut the connection with a reset, which no client takes for the end
         of a body (a plain close ends an HTTP/1.0 body).
         """
-        transport = self.request.channel.transport
+        transport = streamTransport(self.request.channel.transport)
         try:
             transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         except (AttributeError, OSError):

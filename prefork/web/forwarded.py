@@ -31,8 +31,17 @@ from prefork.web.proxies import TrustedProxies
 #: The environ keys of the headers read here: only a request with one of
 #: them from a trusted peer costs any work.
 FORWARDING_KEYS = frozenset(
-    ["HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PORT"]
+    [
+        "HTTP_FORWARDED",
+        "HTTP_X_FORWARDED_FOR",
+        "HTTP_X_FORWARDED_PROTO",
+        "HTTP_X_FORWARDED_HOST",
+        "HTTP_X_FORWARDED_PORT",
+    ]
 )
+
+#: A node of a forwarding chain: an address, and its port if it has one.
+Node = tuple[str, str | None]
 
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _PAIR = re.compile(rf'[ \t]*({_TOKEN})=({_TOKEN}|"(?:[^"\\]|\\.)*")[ \t]*')
@@ -81,13 +90,13 @@ def _validPort(text: str) -> bool:
     return _PORT.fullmatch(text) is not None and 0 < int(text) < 65536
 
 
-def _setClient(environ: dict[str, Any], client: tuple[str, str | None] | None) -> None:
+def _setClient(environ: dict[str, Any], client: Node | None) -> None:
     if client is not None:
         # A proxy's port says nothing of the client's: unknown is 0.
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], client[1] or "0"
 
 
-def clientIndex(chain: Sequence[tuple[str, str | None] | None], trusted: TrustedProxies) -> int | None:
+def clientIndex(chain: Sequence[Node | None], trusted: TrustedProxies) -> int | None:
     """
     Which entry of a chain of addresses (client first, nearest proxy last;
     L{None} for an entry that is no address) is the client: the rightmost
@@ -103,7 +112,7 @@ def clientIndex(chain: Sequence[tuple[str, str | None] | None], trusted: Trusted
     return 0 if chain else None
 
 
-def _clientNode(chain: Sequence[tuple[str, str | None] | None], trusted: TrustedProxies) -> tuple[str, str | None] | None:
+def _clientNode(chain: Sequence[Node | None], trusted: TrustedProxies) -> Node | None:
     index = clientIndex(chain, trusted)
     return None if index is None else chain[index]
 
@@ -149,7 +158,7 @@ def parseForwarded(value: str) -> list[dict[str, str]] | None:
         position += 1
 
 
-def parseNode(node: str) -> tuple[str, str | None] | None:
+def parseNode(node: str) -> Node | None:
     """
     The address and port of a C{Forwarded} node: C{192.0.2.7},
     C{192.0.2.7:4711}, C{[2001:db8::7]} or C{[2001:db8::7]:4711};
@@ -166,7 +175,7 @@ def parseNode(node: str) -> tuple[str, str | None] | None:
     return _address(address, 4, port or None)
 
 
-def _xffNode(entry: str) -> tuple[str, str | None] | None:
+def _xffNode(entry: str) -> Node | None:
     """
     An C{X-Forwarded-For} entry: an address, bare IPv6 included, with a
     port after it in the forms some proxies add.
@@ -177,7 +186,7 @@ def _xffNode(entry: str) -> tuple[str, str | None] | None:
     return parseNode(entry)
 
 
-def _address(text: str, version: int, port: str | None) -> tuple[str, str | None] | None:
+def _address(text: str, version: int, port: str | None) -> Node | None:
     try:
         address = ipaddress.ip_address(text)
     except ValueError:

@@ -159,7 +159,7 @@ def isPersistent(version: bytes, connection: Sequence[bytes] | None) -> bool:
     """
     if not connection:
         return version == b"HTTP/1.1"
-    tokens = set()
+    tokens: set[bytes] = set()
     for value in connection:
         tokens.update(token.strip(b" \t").lower() for token in value.split(b","))
     if version == b"HTTP/1.1":

@@ -66,3 +66,7 @@ class RequestLimits:
 
     def bodyTooLarge(self, size: int) -> bool:
         return self.body != 0 and size > self.body
+
+
+#: The limits of a connection given none of its own.
+DEFAULT_LIMITS = RequestLimits()

@@ -113,9 +113,8 @@ def _parseV1(data: bytes) -> ProxyHeader | None:
     version = 4 if fields[0] == b"TCP4" else 6
     source, destination = _v1Address(fields[1], version), _v1Address(fields[2], version)
     sourcePort, destinationPort = _v1Port(fields[3]), _v1Port(fields[4])
-    if version == 4:
-        return ProxyHeader(length, IPv4Address("TCP", source, sourcePort), IPv4Address("TCP", destination, destinationPort))
-    return ProxyHeader(length, IPv6Address("TCP", source, sourcePort), IPv6Address("TCP", destination, destinationPort))
+    address = IPv4Address if version == 4 else IPv6Address
+    return ProxyHeader(length, address("TCP", source, sourcePort), address("TCP", destination, destinationPort))
 
 
 def _v1Address(field: bytes, version: int) -> str:

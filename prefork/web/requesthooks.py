@@ -18,6 +18,12 @@ _log = Logger()
 #: before its response started.
 FAILED_STATUS = "500 Internal Server Error"
 
+#: C{pre_request}, called with the request's environ.
+BeforeHook = Callable[[dict[str, Any]], None]
+#: C{post_request}, called with the environ, the status and the seconds
+#: the request took.
+AfterHook = Callable[[dict[str, Any], str, float], None]
+
 
 class RequestHooks:
     """
@@ -27,16 +33,12 @@ class RequestHooks:
     on as if they had not been called.
     """
 
-    def __init__(
-        self, before: Callable[[dict[str, Any]], None] | None, after: Callable[[dict[str, Any], str, float], None] | None
-    ) -> None:
+    def __init__(self, before: BeforeHook | None, after: AfterHook | None) -> None:
         self.before = before
         self.after = after
 
     @classmethod
-    def of(
-        cls, before: Callable[[dict[str, Any]], None] | None, after: Callable[[dict[str, Any], str, float], None] | None
-    ) -> RequestHooks | None:
+    def of(cls, before: BeforeHook | None, after: AfterHook | None) -> RequestHooks | None:
         """
         The hooks, or L{None} when there are none to call.
         """

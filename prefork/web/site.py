@@ -17,13 +17,14 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.web.http import Request
 from twisted.web.resource import IResource
-from twisted.web.server import Request, Site
+from twisted.web.server import Site
 
 from prefork.web.accesslog import AccessLog
-from prefork.web.limits import RequestLimits
-
 from prefork.web.channel import WorkerChannel, WorkerRequest
+from prefork.web.limits import DEFAULT_LIMITS, RequestLimits
+from prefork.web.transport import streamTransport
 
 _log = Logger()
 
@@ -48,7 +49,9 @@ class WorkerSite(Site):
     """
 
     requestFactory = WorkerRequest
-    protocol = WorkerChannel
+    # Twisted types a site's protocol as its own wrapper of HTTPChannel; any
+    # HTTPChannel serves (buildProtocol only sets its timeout and clock).
+    protocol = WorkerChannel  # type: ignore[assignment]
     noisy = False
 
     def __init__(
@@ -57,7 +60,7 @@ class WorkerSite(Site):
         limit: int,
         atLimit: Callable[[], None],
         accessLog: AccessLog | None = None,
-        limits: RequestLimits = RequestLimits(),
+        limits: RequestLimits = DEFAULT_LIMITS,
         continueOnRead: bool = False,
         reactor: IReactorTime | None = None,
     ) -> None:
@@ -112,7 +115,7 @@ class WorkerSite(Site):
             except Exception:
                 # One connection's trouble must not stop the sweeping.
                 _log.failure("Timing out a connection failed")
-                channel.transport.abortConnection()
+                streamTransport(channel.transport).abortConnection()
 
     def admit(self, request: WorkerRequest) -> bool:
         """
@@ -147,11 +150,11 @@ class WorkerSite(Site):
         """
         for channel in list(self.channels):
             if channel.isIdle():
-                channel.transport.loseConnection()
+                streamTransport(channel.transport).loseConnection()
 
     def abortConnections(self) -> None:
         for channel in list(self.channels):
-            channel.transport.abortConnection()
+            streamTransport(channel.transport).abortConnection()
 
     def whenEmpty(self) -> Deferred[None]:
         """

@@ -23,11 +23,10 @@ from twisted.web.http import NOT_FOUND
 from twisted.web.server import NOT_DONE_YET, Request
 from twisted.web.wsgi import WSGIResource
 
-from prefork.web.filewrapper import FileWrapper
-from prefork.web.proxies import TrustedProxies
-
 from prefork.web.environ import NotMounted, buildEnviron
 from prefork.web.exchange import _InReactorExchange, _ThreadedExchange
+from prefork.web.filewrapper import FileWrapper
+from prefork.web.proxies import TrustedProxies
 from prefork.web.requesthooks import RequestHooks
 
 WSGIApplication = Callable[..., Iterable[bytes]]

@@ -11,7 +11,10 @@ import time
 VERSION = "1"
 
 #: Variables that must not reach the application.
-WATCHED = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "SERVER_STARTER_PORT", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+WATCHED = (
+    "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "SERVER_STARTER_PORT", "NOTIFY_SOCKET", "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+)
 
 # A test holds the import back with SUPERAPP_GATE: the import says it has
 # begun by creating GATE.importing, then waits until GATE exists.

@@ -1,0 +1,150 @@
+"""
+A worker's boot: what the template's fork runs, from installing the reactor
+and the hooks' C{post_fork} through loading the application and building
+its TLS, to serving in a L{Worker} and the exit status once it is done.
+
+Each step that fails tells the master why in one line, and the worker exits
+as one that could not boot.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+# Imported here, in the template, so that a worker only has to install it:
+# importing a reactor module does not install a reactor.
+from twisted.internet import epollreactor
+from twisted.logger import Logger
+
+from prefork.child.appload import AppLoadError, loadApp, ownSources
+from prefork.child.childlog import logToStderr
+from prefork.child.worker import Listener, Worker, WorkerView
+from prefork.config import ServerConfig
+from prefork.hooks import NO_HOOKS, Hooks, IServer, ServerInfo
+from prefork.importing import LoadError
+from prefork.messages import EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
+from prefork.tls import TLSConfigError, connectionCreator
+from prefork.web.wsgi import WSGIApplication
+
+_log = Logger()
+
+
+def loadAppOrReport(config: ServerConfig) -> WSGIApplication | None:
+    """
+    Import the application; if it cannot be, tell the master why in one
+    line, and print the traceback (if the module raised) to the log.
+    """
+    try:
+        return loadApp(config.app, config.pythonPath)
+    except AppLoadError as e:
+        reportLoadError(e)
+        return None
+
+
+def reportLoadError(error: LoadError) -> None:
+    """
+    Tell the master in one line why what an option names cannot be loaded,
+    and print the traceback (if its module raised) to the log.
+    """
+    if error.details:
+        sys.stderr.write(error.details)
+    send(Message(Event.FATAL, os.getpid(), (str(error),)))
+
+
+def reportSources() -> None:
+    """
+    Tell the master which files to watch for C{--reload}.
+    """
+    for path in ownSources():
+        send(Message(Event.SOURCE, os.getpid(), (path,)))
+
+
+def connectionCreatorsOrReport(config: ServerConfig) -> list[Any] | None:
+    """
+    Build the TLS of every TLS listener from its files, read now; if one
+    cannot be built (its files changed since the master checked them), tell
+    the master why in one line.
+    """
+    try:
+        return [None if tls is None else connectionCreator(tls) for tls in config.listenerTLS]
+    except TLSConfigError as e:
+        send(Message(Event.FATAL, os.getpid(), (f"cannot serve TLS: {e}",)))
+        return None
+
+
+def serve(
+    config: ServerConfig,
+    generation: int,
+    application: WSGIApplication | None,
+    listeners: Sequence[Listener],
+    spare: bool = False,
+    hooks: Hooks = NO_HOOKS,
+    server: IServer | None = None,
+) -> int:
+    """
+    Be a worker: install a reactor, serve until done, and return the exit
+    status.  Called in the child right after the template forks it.
+
+    @param application: The preloaded application, or L{None} to import it.
+    @param spare: Boot, but accept nothing until L{ACTIVATE_SIGNAL}.
+    @param server: The server as the hooks see it.
+    """
+    if server is None:
+        server = ServerInfo(os.getppid(), generation, config, config.workers)
+    view = WorkerView(config, generation)
+    if "worker_abort" in hooks:
+        _callOnAbort(hooks, view)
+    # A worker that stops sending heartbeats is sent SIGABRT before it is
+    # killed: this prints where every thread was stuck.
+    faulthandler.enable(all_threads=True)
+    epollreactor.install()
+    from twisted.internet import reactor
+
+    logToStderr(f"worker {os.getpid()}")
+    try:
+        hooks.call("post_fork", server, view)
+    except BaseException:
+        _log.failure("Hook post_fork raised: this worker cannot serve")
+        return EXIT_BOOT_FAILED
+    if application is None:
+        application = loadAppOrReport(config)
+        if application is None:
+            return EXIT_BOOT_FAILED
+        if config.reload:
+            reportSources()
+    creators = connectionCreatorsOrReport(config)
+    if creators is None:
+        return EXIT_BOOT_FAILED
+    worker = Worker(reactor, config, generation, application, listeners, spare, hooks, view, creators)
+    worker.start()
+    reactor.run()
+    if worker.bootFailed:
+        return EXIT_BOOT_FAILED
+    hooks.callLogged("worker_exit", server, view)
+    worker.stopThreads()
+    if worker.accessLog is not None:
+        # The lines of the last requests wait for a turn that never came.
+        worker.accessLog.flush()
+    return EXIT_DONE
+
+
+def _callOnAbort(hooks: Hooks, view: WorkerView) -> None:
+    """
+    Call C{worker_abort} when the watchdog sends SIGABRT.  Installed before
+    L{faulthandler}, which prints every thread's stack first and then hands
+    the signal on to this handler; it runs as soon as the main thread runs
+    Python again, then the worker dies of the signal as it would have.
+    """
+
+    def aborted(signum: int, frame: object) -> None:
+        hooks.callLogged("worker_abort", view)
+        sys.stderr.flush()
+        signal.signal(signal.SIGABRT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGABRT)
+
+    signal.signal(signal.SIGABRT, aborted)
