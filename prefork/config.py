@@ -78,10 +78,9 @@ class ServerConfig:
     workers: int = 10
     maxRequests: int = 100
     minRequests: int | None = None
-    #: Measured in bench/ (README.rst, Performance): with an app that waits
-    #: 5 ms on I/O per request, 4 threads serve 2.3x the requests of the
-    #: reactor thread at 10 workers, and a slow request does not hold up the
-    #: worker's other connections.
+    #: A pool by default: an application that waits on I/O serves more
+    #: requests, and a slow request does not hold up the worker's other
+    #: connections (docs/performance.rst has the numbers).
     threads: int = 4
     spareWorkers: int = 1
     gracefulTimeout: float = 30.0

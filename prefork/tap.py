@@ -58,7 +58,7 @@ class Options(usage.Options):
         ["timeout", "t", "30", "Kill a worker whose event loop has been stuck this many seconds (0 = never)."],
         ["access-log", None, None, "Write an access log to this file ('-' for standard output); USR1 reopens it."],
         ["access-log-format", None, None,
-         ("The access log's format: json, or a Python format string over the fields in README and "
+         ("The access log's format: json, or a Python format string over the fields in docs/observability.rst and "
           "{in:HEADER} / {out:HEADER} [default: combined].")],
         ["status", None, None,
          ("Serve the status page, status.json and Prometheus /metrics on this endpoint, "

@@ -22,7 +22,7 @@ from prefork.twistedinternals import adoptListeningPort
 
 #: How many connections a worker accepts each time its listening socket is
 #: readable.  One gives the fairest spread; the cost, one more turn of the
-#: event loop per connection, does not show in bench/ (see README.rst).
+#: event loop per connection, does not show in bench/ (docs/performance.rst).
 ACCEPTS_PER_WAKEUP = 1
 
 

@@ -91,7 +91,7 @@ class ServerStatus:
 
     def toJSON(self) -> dict[str, Any]:
         """
-        The status as the JSON object README.rst documents.
+        The status as the JSON object docs/observability.rst documents.
         """
         return {
             "pid": self.pid,
