@@ -162,8 +162,11 @@ def test_page_renders_in_chromium(serve, slowRequest, tmp_path: Path) -> None:
     server = serve(*APP, *STATUS, "--workers", "3", "--max-requests", "9", "--threads", "0")
     bursts = [20, 45, 30, 60, 40, 25]
     buildHistory(server, bursts)
-    # The slow request first, so that it is no worker's last: that worker
-    # would show draining.  Then enough requests to retire a worker.
+    # A new generation, so that every worker is fresh and the slow request
+    # is no worker's last (that worker would show draining).  Then enough
+    # requests to retire a worker.
+    server.signal(signal.SIGHUP)
+    server.waitFor(r"Generation 1 has ended")
     slowRequest(server, 10)
     busyWith(server, "/sleep")
     sequential(server, 20, "/hello/world?q=1")
