@@ -53,7 +53,7 @@ def workerPids(server: Server) -> set[int]:
 
 
 def test_recycling_under_load(serve) -> None:
-    server = serve(*APP, *STATUS, "--workers", "2", "--max-requests", "50")
+    server = serve(*APP, *STATUS, "--workers", "2", "--max-requests", "100")
     accepting: list[int] = []
     with Load(server, clients=4, limit=750) as load:
         # The master's view, sampled all along: workers idle or busy accept.
@@ -65,7 +65,7 @@ def test_recycling_under_load(serve) -> None:
     assert not load.failures, load.failures[:3]
     assert len(load.answers) == 3000
     assert all(status == 200 for status, _ in load.answers)
-    assert len({body for _, body in load.answers}) >= 30
+    assert len({body for _, body in load.answers}) >= 25
     assert server.process.poll() is None
 
 
