@@ -45,6 +45,13 @@ class TLSConfigError(ValueError):
     """
 
 
+class TLSUnsupported(TLSConfigError):
+    """
+    The installed Twisted has no endpoint of the kind a TLS description
+    names (C{tls:} is newer than some supported releases).
+    """
+
+
 @dataclass(frozen=True)
 class TLSSettings:
     """
@@ -305,7 +312,7 @@ def _directoryCreator(settings: TLSSettings) -> Any:
         creator = endpoint.connectionCreator
         served = SSL.Connection(creator.defaultContext).get_certificate()
     except ValueError as e:
-        raise TLSConfigError(f"tls: is not known to this Twisted: {e}") from None
+        raise TLSUnsupported(f"tls: is not known to this Twisted: {e}") from None
     except (OSError, SSL.Error, crypto.Error, AttributeError) as e:
         raise TLSConfigError(f"tls: cannot load the PEM files in {settings.directory}: {_sslReason(e)}") from None
     if served is None:

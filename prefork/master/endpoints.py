@@ -23,6 +23,7 @@ from twisted.internet.endpoints import (
 from prefork.tls import (
     TLSConfigError,
     TLSSettings,
+    TLSUnsupported,
     connectionCreator,
     parseTLSDescription,
     splitDescription,
@@ -82,6 +83,8 @@ def listenEndpoint(reactor: Any, description: str) -> ListenEndpoint:
         settings, address = parsed
         try:
             connectionCreator(settings)
+        except TLSUnsupported as e:
+            raise UnservableEndpoint(f"--listen {description!r}: {e}") from None
         except TLSConfigError as e:
             raise UnusableCertificate(f"--listen {description!r}: {e}") from None
         tcp = TCP6ServerEndpoint if address.ipv6 else TCP4ServerEndpoint

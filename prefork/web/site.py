@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import ILoggingContext, IProtocolFactory, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.http import Request
 from twisted.web.resource import IResource
 from twisted.web.server import Site
+from zope.interface import implementer_only
 
 from prefork.web.accesslog import AccessLog
 from prefork.web.channel import WorkerChannel, WorkerRequest
@@ -29,6 +30,11 @@ from prefork.web.transport import streamTransport
 _log = Logger()
 
 
+# Not IProtocolNegotiationFactory: through it, Twisted before 25.5 sets the
+# ALPN callback on the shared TLS context at every connection, which
+# pyOpenSSL 25 and later refuse.  The TLS context announces HTTP/1.1 itself
+# (prefork.tls), once.
+@implementer_only(IProtocolFactory, ILoggingContext)
 class WorkerSite(Site):
     """
     A site that admits at most C{limit} requests (0: no limit) and calls
@@ -89,11 +95,6 @@ class WorkerSite(Site):
         self.closing = False
         self.channels: set[WorkerChannel] = set()
         self._emptyWaiters: list[Deferred[None]] = []
-
-    def acceptableProtocols(self) -> list[bytes]:
-        # Twisted's sites offer HTTP/2 through ALPN when h2 is installed;
-        # these connections speak HTTP/1.1 alone.
-        return [b"http/1.1"]
 
     def startFactory(self) -> None:
         super().startFactory()
