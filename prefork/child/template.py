@@ -34,8 +34,8 @@ from dataclasses import replace
 from typing import NoReturn
 
 from prefork.child.boot import loadAppOrReport, reportLoadError, reportSources, serve
-from prefork.child.worker import Listener
 from prefork.child.warmup import warmRequestPath
+from prefork.child.worker import Listener
 from prefork.config import ServerConfig
 from prefork.hooks import NO_HOOKS, HookLoadError, Hooks, ServerInfo, WorkerInfo, loadHooks
 from prefork.messages import (
