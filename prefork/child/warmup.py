@@ -58,13 +58,21 @@ def _application(environ: dict[str, Any], startResponse: Callable[..., Any]) -> 
 
 
 class _Transport(StringTransport):
+    """
+    An in-memory TCP connection that tells its channel when it closes.
+    """
+
+    def __init__(self, channel: WorkerChannel) -> None:
+        super().__init__(IPv4Address("TCP", "127.0.0.1", 80), IPv4Address("TCP", "127.0.0.1", 1))
+        self.channel = channel
+
     def setTcpNoDelay(self, enabled: bool) -> None:
         pass
 
     def loseConnection(self) -> None:
         if not self.disconnecting:
             super().loseConnection()
-            self.protocol.connectionLost(None)
+            self.channel.connectionLost()
 
     def abortConnection(self) -> None:
         self.loseConnection()
@@ -83,13 +91,13 @@ def warmRequestPath() -> bytes:
     site = WorkerSite(resource, 0, lambda: None, reactor=clock)
     site.startFactory()
     try:
-        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
-        transport = _Transport(IPv4Address("TCP", "127.0.0.1", 80), IPv4Address("TCP", "127.0.0.1", 1))
-        transport.protocol = channel
+        channel: WorkerChannel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        transport = _Transport(channel)
         channel.makeConnection(transport)
         channel.dataReceived(WARMUP_REQUEST)
         if not transport.disconnecting:
             transport.loseConnection()
-        return transport.value()
+        response: bytes = transport.value()
+        return response
     finally:
         site.stopFactory()
