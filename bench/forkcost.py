@@ -49,11 +49,11 @@ def _treeCpu(pid: int) -> float:
     return total
 
 
-def serverCpuPerRequest(maxRequests: int, close: bool, seconds: int, threads: int) -> float:
+def serverCpuPerRequest(maxRequests: int, close: bool, seconds: int, threads: int, twistd: Path | None = None) -> float:
     """
     Microseconds of server CPU (master, template, workers) per request.
     """
-    twistd = Path(sysconfig.get_path("scripts")) / "twistd"
+    twistd = twistd or Path(sysconfig.get_path("scripts")) / "twistd"
     command = [str(twistd), "-n", "--pidfile=", "prefork", "--app", "benchapp:hello", "--listen",
                "tcp:0:interface=127.0.0.1", "--workers", "2", "--threads", str(threads),
                "--max-requests", str(maxRequests)]
@@ -77,7 +77,7 @@ def serverCpuPerRequest(maxRequests: int, close: bool, seconds: int, threads: in
             drain.wait(10)
 
 
-def forkExitFloor(cycles: int = 300) -> float:
+def forkExitFloor(cycles: int = 300, python: str = sys.executable) -> float:
     """
     Milliseconds of CPU (parent and child) for one fork() and _exit() of a
     process that imported what a template imports, frozen as a template is.
@@ -101,7 +101,20 @@ for _ in range({cycles}):
     os.waitpid(pid, 0)
 print((cpu() - began) / {cycles} * 1000)
 """
-    return float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    return float(subprocess.run([python, "-c", script], capture_output=True, text=True, check=True).stdout)
+
+
+def lifeCost(requests: int, seconds: int, threads: int, twistd: Path | None = None) -> dict[str, float]:
+    """
+    By connection mode, the CPU ms one worker's life costs beyond its
+    C{requests} requests.
+    """
+    lives = {}
+    for close in (False, True):
+        steady = serverCpuPerRequest(0, close, seconds, threads, twistd)
+        recycling = serverCpuPerRequest(requests, close, seconds, threads, twistd)
+        lives["close" if close else "keepalive"] = (recycling - steady) * requests / 1000
+    return lives
 
 
 def main() -> None:

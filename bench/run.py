@@ -12,10 +12,15 @@ other processes during each run is printed beside it.
 
     python3 bench/run.py                     # everything, a few minutes
     python3 bench/run.py --apps hello --servers gunicorn-sync,prefork-t0-m0
+    python3 bench/run.py --quick --twiggy-lib ~/Twiggy-Prefork/lib   # the targets only
+
+A server that is not installed (Perl's Twiggy::Prefork needs plackup and the
+path of its lib/, C{--twiggy-lib} or C{TWIGGY_PREFORK_LIB}) is shown as
+missing, with what to install, rather than left out.
 
 The peers are installed on first use: gunicorn, pyuwsgi and waitress (and
-this project) from PyPI into a virtualenv (C{--venv}), Starman and wrk with
-apt-get.  This script itself needs only the standard library.
+this project) from PyPI into a virtualenv (C{--venv}), Starman, Twiggy's Perl
+modules and wrk with apt-get.  This script itself needs only the standard library.
 """
 
 from __future__ import annotations
@@ -37,11 +42,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import forkcost
+import targets
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 APPS = ("hello", "io", "big", "upload")
 PEERS = ("gunicorn", "pyuwsgi", "waitress")
 DEBIAN = ("wrk", "starman")
+#: What Twiggy::Prefork needs from Debian; its own lib/ is passed by path.
+TWIGGY_DEBIAN = "libanyevent-perl libev-perl libparallel-prefork-perl libplack-perl twiggy"
+#: The rows that the quick mode measures.
+QUICK = ("twiggy-prefork-m0", "twiggy-prefork-m100", "uwsgi", "gunicorn-gthread",
+         "prefork-t0-m0", "prefork-t0-m100", "prefork-t4-m0")
 STARTUP_TIMEOUT = 30.0
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -114,7 +127,9 @@ def ensureTools(venv: Path, install: bool) -> None:
     missing = [name for name in DEBIAN if shutil.which(name) is None]
     if missing:
         if not install or os.geteuid() != 0:
-            sys.exit(f"bench: missing {', '.join(missing)}: apt-get install {' '.join(missing)}")
+            if shutil.which("wrk") is None:
+                sys.exit("bench: missing wrk: apt-get install wrk")
+            return  # the servers that are missing are shown as missing
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
                        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
@@ -145,6 +160,8 @@ class ServerKind:
     env: Callable[[str], dict[str, str]] = lambda app: {}
     #: Whether it recycles workers, and so can show a respawn cost.
     recycles: bool = False
+    #: What to install to run it, or the empty string when it is installed.
+    missing: Callable[[Path], str] = lambda venv: ""
 
 
 def prefork(threads: int | str, maxRequests: int) -> Callable[[Path, str, int, int], list[str]]:
@@ -167,9 +184,42 @@ def gunicorn(*extra: str) -> Callable[[Path, str, int, int], list[str]]:
 
 
 def uwsgi(venv: Path, app: str, port: int, workers: int) -> list[str]:
+    # --http11-socket: --http-socket with HTTP/1.1 keep-alive.
     return [str(venv / "bin" / "uwsgi"), "--http11-socket", f"127.0.0.1:{port}", "--master",
             "--processes", str(workers), "--module", f"benchapp:{app}", "--disable-logging",
             "--die-on-term", "--need-app"]
+
+
+def twiggyPrefork(lib: str, maxRequests: int) -> Callable[[Path, str, int, int], list[str]]:
+    def command(venv: Path, app: str, port: int, workers: int) -> list[str]:
+        return ["plackup", f"-I{lib}", "-s", "Twiggy::Prefork", "--max-workers", str(workers),
+                "--max-reqs-per-child", str(maxRequests), "-E", "production",
+                "--listen", f"127.0.0.1:{port}", str(BENCH / "benchapp.psgi")]
+
+    return command
+
+
+def twiggyMissing(lib: str) -> Callable[[Path], str]:
+    def missing(venv: Path) -> str:
+        if shutil.which("plackup") is None:
+            return f"apt-get install {TWIGGY_DEBIAN}"
+        if not lib or not Path(lib, "Twiggy", "Prefork.pm").is_file():
+            return ("an export of Twiggy::Prefork's lib/ (github.com/kazeburo/Twiggy-Prefork), "
+                    "passed as --twiggy-lib PATH or TWIGGY_PREFORK_LIB")
+        return ""
+
+    return missing
+
+
+def inVenv(tool: str, package: str) -> Callable[[Path], str]:
+    def missing(venv: Path) -> str:
+        return "" if (venv / "bin" / tool).exists() else f"pip install {package} into {venv}"
+
+    return missing
+
+
+def onPath(tool: str, package: str) -> Callable[[Path], str]:
+    return lambda venv: "" if shutil.which(tool) else f"apt-get install {package}"
 
 
 def starman(*extra: str) -> Callable[[Path, str, int, int], list[str]]:
@@ -184,16 +234,23 @@ def waitress(venv: Path, app: str, port: int, workers: int) -> list[str]:
     return [str(venv / "bin" / "waitress-serve"), f"--listen=127.0.0.1:{port}", f"benchapp:{app}"]
 
 
-def serverKinds(threads: int) -> dict[str, ServerKind]:
+def serverKinds(threads: int, twiggyLib: str = "") -> dict[str, ServerKind]:
+    gunicornMissing = inVenv("gunicorn", "gunicorn")
+    perlApp: Callable[[str], dict[str, str]] = lambda app: {"APP": app}  # noqa: E731
     kinds = [
-        ServerKind("gunicorn-sync", gunicorn()),
-        ServerKind("gunicorn-gthread", gunicorn("-k", "gthread", "--threads", str(threads))),
-        ServerKind("gunicorn-sync-m100", gunicorn("--max-requests", "100"), recycles=True),
-        ServerKind("uwsgi", uwsgi),
-        # Starman picks its application by the APP variable.
-        ServerKind("starman", starman("--max-requests", "1000000"), env=lambda app: {"APP": app}),
-        ServerKind("starman-m100", starman("--max-requests", "100"), env=lambda app: {"APP": app}, recycles=True),
-        ServerKind("waitress", waitress),
+        ServerKind("gunicorn-sync", gunicorn(), missing=gunicornMissing),
+        ServerKind("gunicorn-gthread", gunicorn("-k", "gthread", "--threads", str(threads)), missing=gunicornMissing),
+        ServerKind("gunicorn-sync-m100", gunicorn("--max-requests", "100"), recycles=True, missing=gunicornMissing),
+        ServerKind("uwsgi", uwsgi, missing=inVenv("uwsgi", "pyuwsgi")),
+        # The Perl servers pick their application by the APP variable.
+        ServerKind("starman", starman("--max-requests", "1000000"), env=perlApp, missing=onPath("starman", "starman")),
+        ServerKind("starman-m100", starman("--max-requests", "100"), env=perlApp, recycles=True,
+                   missing=onPath("starman", "starman")),
+        ServerKind("twiggy-prefork-m0", twiggyPrefork(twiggyLib, 0), env=perlApp, missing=twiggyMissing(twiggyLib)),
+        # 100 is Twiggy::Prefork's own default.
+        ServerKind("twiggy-prefork-m100", twiggyPrefork(twiggyLib, 100), env=perlApp, recycles=True,
+                   missing=twiggyMissing(twiggyLib)),
+        ServerKind("waitress", waitress, missing=inVenv("waitress-serve", "waitress")),
         ServerKind("prefork-t0-m0", prefork(0, 0)),
         ServerKind("prefork-t0-m100", prefork(0, 100), recycles=True),
         ServerKind(f"prefork-t{threads}-m0", prefork(threads, 0)),
@@ -212,7 +269,8 @@ def answers200(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-            return s.recv(64).startswith(b"HTTP/1.1 200")
+            # Twiggy answers HTTP/1.0 whatever was asked.
+            return re.match(rb"HTTP/1\.[01] 200 ", s.recv(64)) is not None
     except OSError:
         return False
 
@@ -353,6 +411,16 @@ class Row:
     load: Load
     startup: float
     memory: tuple[float, float, float]
+    #: What to install, for a server that could not be run.
+    missing: str = ""
+
+    @property
+    def requests(self) -> float:
+        return self.load.requests
+
+    @property
+    def uss(self) -> float:
+        return self.memory[1]
 
 
 def measure(kinds: list[ServerKind], apps: list[str], options: argparse.Namespace, logs: Path) -> Iterator[Row]:
@@ -360,6 +428,12 @@ def measure(kinds: list[ServerKind], apps: list[str], options: argparse.Namespac
         for kind in kinds:
             if kind.recycles and app != "hello":
                 continue  # recycling is measured on the hello app only
+            needs = kind.missing(options.venv)
+            if needs:
+                progress(f"{kind.name:20} {app:7} missing: {needs}")
+                for close in (False, True):
+                    yield Row(kind.name, app, close, Load(), 0.0, (0.0, 0.0, 0.0), missing=needs)
+                continue
             running = Running.start(kind, options.venv, app, options.workers, logs)
             try:
                 wrk(running, app, False, 1, options.connections)  # warm up
@@ -513,6 +587,10 @@ def table(rows: list[Row]) -> list[str]:
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
+        if r.missing:
+            lines.append(f"| {r.server} | {r.app} | {'close' if r.close else 'keep-alive'} "
+                         f"| missing: {r.missing} |" + " |" * 11)
+            continue
         ratios = []
         for peer in ("gunicorn-sync", "gunicorn-gthread"):
             base = baseline.get((r.app, r.close, peer))
@@ -535,6 +613,31 @@ def fairnessTable(results: list[tuple[str, bool, Load]]) -> list[str]:
     return lines
 
 
+def quick(chosen: list[ServerKind], options: argparse.Namespace) -> None:
+    """
+    The rows the targets need, 2 rounds each, then the targets: the ratios
+    of medians, a worker's life over the fork() + exit() floor, the workers'
+    unique memory after load and the time from exec to the first 200.
+    """
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    with tempfile.TemporaryDirectory(prefix="prefork-bench-") as logs:
+        logDir = Path(logs)
+        rows = [row for _ in range(options.rounds) for row in measure(chosen, ["hello"], options, logDir)]
+        kinds = [k for k in chosen if k.name == "prefork-t0-m0" and not k.missing(options.venv)]
+        startup = [(k.name, startupTimes(k, options, logDir, starts=5)) for k in kinds]
+    floor = forkcost.forkExitFloor(python=str(options.venv / "bin" / "python"))
+    lives = forkcost.lifeCost(100, int(options.duration), 0, options.venv / "bin" / "twistd")
+    print(f"Run {started} on {machine()}; {options.workers} workers, wrk -t1 -c{options.connections} "
+          f"-d{options.duration:g}s, medians of {options.rounds} rounds; hello app.")
+    print()
+    print("\n".join(table(best(iter(rows)))))
+    print()
+    lines = targets.ratioLines(rows) + targets.lifeLines(floor, lives) + targets.memoryLines(rows)
+    for name, times in startup:
+        lines += targets.startupLines(name, times)
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -551,25 +654,40 @@ def main() -> None:
     )
     parser.add_argument("--venv", type=Path, default=BENCH / ".venv", help="virtualenv for the Python servers")
     parser.add_argument("--no-install", dest="install", action="store_false", help="fail instead of installing")
+    parser.add_argument("--twiggy-lib", default=os.environ.get("TWIGGY_PREFORK_LIB", ""), metavar="PATH",
+                        help="Twiggy::Prefork's lib/ (default $TWIGGY_PREFORK_LIB)")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 rounds of 5 s of the rows the targets need, then the targets as name=value lines")
     options = parser.parse_args()
+    if options.quick:
+        options.rounds, options.duration, options.apps = 2, 5, "hello"
+        options.servers = options.servers or ",".join(QUICK)
+        options.skip = "fairness,respawn,bodies"
     ensureTools(options.venv, options.install)
-    kinds = serverKinds(options.threads)
+    kinds = serverKinds(options.threads, options.twiggy_lib)
+    unknown = [name for name in options.servers.split(",") if name and name not in kinds]
+    if unknown:
+        sys.exit(f"bench: no server named {', '.join(unknown)}; known: {', '.join(kinds)}")
     chosen = [kinds[name] for name in options.servers.split(",")] if options.servers else list(kinds.values())
     skip = set(options.skip.split(","))
+    if options.quick:
+        quick(chosen, options)
+        return
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     loadBefore = Path("/proc/loadavg").read_text().split()[:3]
+    installed = [k for k in chosen if not k.missing(options.venv)]
     with tempfile.TemporaryDirectory(prefix="prefork-bench-") as logs:
         logDir = Path(logs)
         rows = [] if "table" in skip else best(
             row for _ in range(options.rounds) for row in measure(chosen, options.apps.split(","), options, logDir))
         fair = [] if "fairness" in skip else list(fairness(
-            [k for k in chosen if not k.recycles and k.name != "waitress"], options, logDir))
+            [k for k in installed if not k.recycles and k.name != "waitress"], options, logDir))
         respawns = [] if "respawn" in skip else [
-            (k.name, respawnCost(k, options, logDir)) for k in chosen if k.recycles]
+            (k.name, respawnCost(k, options, logDir)) for k in installed if k.recycles]
         startups = [] if "startup" in skip else [
-            (k.name, startupTimes(k, options, logDir)) for k in chosen if not k.recycles]
+            (k.name, startupTimes(k, options, logDir)) for k in installed if not k.recycles]
         bodies = [] if "bodies" in skip else [
-            (k.name, largeBodies(k, options, logDir)) for k in chosen
+            (k.name, largeBodies(k, options, logDir)) for k in installed
             if k.name.startswith("prefork") and not k.recycles or k.name == "gunicorn-sync"]
     loadAfter = Path("/proc/loadavg").read_text().split()[:3]
     report = [

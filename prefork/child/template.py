@@ -34,6 +34,7 @@ from dataclasses import replace
 from typing import NoReturn
 
 from prefork.child.boot import loadAppOrReport, reportLoadError, reportSources, serve
+from prefork.child.warmup import warmRequestPath
 from prefork.child.worker import Listener
 from prefork.config import ServerConfig
 from prefork.hooks import NO_HOOKS, HookLoadError, Hooks, ServerInfo, WorkerInfo, loadHooks
@@ -242,6 +243,8 @@ def _prepareWorkers() -> None:
     # Twisted's ports keep a spare descriptor open to recover from EMFILE;
     # opening it is half of a worker's boot time.  Forked, it is inherited.
     reserveSpareDescriptor()
+    # What every worker's first request builds once, built once for all.
+    warmRequestPath()
     # What the workers inherit would otherwise have its pages copied the
     # first time a worker's garbage collector touches it.
     gc.freeze()

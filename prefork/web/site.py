@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import ILoggingContext, IProtocolFactory, IReactorTime
-from twisted.internet.task import LoopingCall
+from twisted.internet.interfaces import IDelayedCall, ILoggingContext, IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 from twisted.web.http import Request
 from twisted.web.resource import IResource
@@ -82,9 +81,10 @@ class WorkerSite(Site):
         self.continueOnRead = continueOnRead
         self.seconds = self.reactor.seconds
         # Timeouts are enforced this often: a small part of the shortest,
-        # but not so often that sweeping would cost more than serving.
-        self._sweeper = LoopingCall(self._sweep)
-        self._sweeper.clock = self.reactor
+        # but not so often that sweeping would cost more than serving.  A
+        # timer of the site's own reactor, not a LoopingCall (which imports
+        # the global reactor), so that a template can build a site.
+        self._sweepCall: IDelayedCall | None = None
         self._sweepInterval = max(0.05, min(1.0, limits.headerTimeout / 4, limits.keepaliveTimeout / 4))
         self.limit = limit
         self.atLimit = atLimit
@@ -98,12 +98,22 @@ class WorkerSite(Site):
 
     def startFactory(self) -> None:
         super().startFactory()
-        self._sweeper.start(self._sweepInterval, now=False)
+        self._sweepLater()
 
     def stopFactory(self) -> None:
-        if self._sweeper.running:
-            self._sweeper.stop()
+        if self._sweepCall is not None and self._sweepCall.active():
+            self._sweepCall.cancel()
+        self._sweepCall = None
         super().stopFactory()
+
+    def _sweepLater(self) -> None:
+        self._sweepCall = self.reactor.callLater(self._sweepInterval, self._sweepAndRepeat)
+
+    def _sweepAndRepeat(self) -> None:
+        try:
+            self._sweep()
+        finally:
+            self._sweepLater()
 
     def _sweep(self) -> None:
         """
