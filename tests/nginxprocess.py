@@ -6,6 +6,8 @@ stopped, with its workers, by their pids.
 
 from __future__ import annotations
 
+import os
+import pwd
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -25,6 +27,24 @@ def recipe(path: Path, port: int, socketPath: str) -> str:
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
     assert socketPath in site and f"127.0.0.1:{port}" in site
     return site
+
+
+def mainConfig(root: Path, body: str, load: str = "") -> str:
+    """
+    nginx's main configuration for a test: one worker, run as this user,
+    keeping its pid and error log in C{root}, around C{body} (an C{http} or
+    C{stream} block), after C{load} (a C{load_module} line, if any).
+    """
+    return f"""{load}
+daemon off;
+master_process on;
+user {pwd.getpwuid(os.getuid()).pw_name};
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 256; }}
+{body}
+"""
 
 
 @contextmanager

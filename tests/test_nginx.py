@@ -5,15 +5,13 @@ proxying to a UNIX socket.
 
 from __future__ import annotations
 
-import os
-import pwd
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from nginxprocess import recipe, runningNginx
+from nginxprocess import mainConfig, recipe, runningNginx
 from server import Server
 from superdaemon import SUPERAPP, NewConnectionLoad, freePort, getJSON
 from tools import requires
@@ -22,14 +20,7 @@ pytestmark = requires("nginx")
 
 RECIPE = Path(__file__).parent.parent / "contrib" / "nginx" / "prefork.conf"
 
-MAIN = """
-daemon off;
-master_process on;
-user {user};
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log;
-events {{ worker_connections 256; }}
+HTTP = """
 http {{
     access_log off;
     client_body_temp_path {root}/body;
@@ -51,7 +42,7 @@ def nginxConfig(root: Path, port: int, socketPath: str) -> Path:
     config = root / "nginx.conf"
     # Run as root, nginx's workers would become "nobody", who cannot reach
     # the test's private directory; as anyone else, "user" is ignored.
-    config.write_text(MAIN.format(root=root, user=pwd.getpwuid(os.getuid()).pw_name))
+    config.write_text(mainConfig(root, HTTP.format(root=root)))
     return config
 
 

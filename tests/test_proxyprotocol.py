@@ -8,8 +8,6 @@ peer is closed without a response, and the worker lives on.
 from __future__ import annotations
 
 import json
-import os
-import pwd
 import socket
 import struct
 import time
@@ -20,7 +18,7 @@ import pytest
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 
 from certs import clientContext, makeCertificate, readAll
-from nginxprocess import recipe, runningNginx
+from nginxprocess import mainConfig, recipe, runningNginx
 from prefork.web.proxyprotocol import (
     V2_MAX_LENGTH,
     InvalidProxyHeader,
@@ -262,17 +260,6 @@ def test_parse_rejects(data: bytes) -> None:
 # A real nginx in front.
 
 RECIPE = Path(__file__).parent.parent / "contrib" / "nginx" / "prefork-proxy-protocol.conf"
-MAIN = """
-{load}
-daemon off;
-master_process on;
-user {user};
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log;
-events {{ worker_connections 256; }}
-include {root}/stream.conf;
-"""
 
 
 @pytest.fixture
@@ -285,7 +272,7 @@ def nginxStream(tmp_path: Path) -> Iterator[tuple[int, str]]:
     root.mkdir()
     (root / "stream.conf").write_text(recipe(RECIPE, port, socketPath))
     load = f"load_module {STREAM_MODULE};" if Path(STREAM_MODULE).exists() else ""
-    (root / "nginx.conf").write_text(MAIN.format(load=load, root=root, user=pwd.getpwuid(os.getuid()).pw_name))
+    (root / "nginx.conf").write_text(mainConfig(root, f"include {root}/stream.conf;", load))
     with runningNginx(root, root / "nginx.conf"):
         yield port, socketPath
 
