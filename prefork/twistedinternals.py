@@ -271,6 +271,15 @@ def adoptListeningPort(
     return port
 
 
+def peerAddress(port: Any, peer: Any) -> Any:
+    """
+    The address object (IPv4, IPv6 or UNIX) that C{port}, a TCP or UNIX
+    port, gives the protocol of a connection it accepted from C{peer}, as
+    C{accept()} returned it.
+    """
+    return port._buildAddr(peer)
+
+
 # A worker's event loop.
 
 
@@ -408,6 +417,10 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = tuple(
              "_poller", "_selectables", onInstance=True)
     + _names(EPollReactor, "10.0.0", "LeanEPollReactor.doPoll: dispatch one event as Twisted does",
              "_doReadOrWrite", parameters=("selectable", "fd", "event"))
+    + _names(tcp.Port, "10.0.0", "peerAddress: the address of an accepted connection, as Twisted builds it",
+             "_buildAddr", parameters=("address",))
+    + _names(unix.Port, "10.0.0", "peerAddress: the address of an accepted UNIX connection",
+             "_buildAddr", parameters=("name",))
     + _names(tcp, "18.7.0", "reserveSpareDescriptor, detachSpareDescriptor: the EMFILE reserve",
              "_reservedFD")
     # Its class is private too: found through the object, so that a

@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
@@ -27,7 +27,7 @@ class Echo(Protocol):
         self.transport.write(data.upper())  # type: ignore[union-attr]
         self.transport.loseConnection()  # type: ignore[union-attr]
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.factory.done += 1
         if self.factory.done == self.factory.toServe:
             self.factory.reactor.stop()

@@ -55,7 +55,7 @@ class WorkerWSGIResource(WSGIResource):
     ) -> None:
         # WSGIResource keeps these in private attributes and takes a
         # Twisted ThreadPool: ours are kept here.
-        super().__init__(reactor, None, application)  # type: ignore[arg-type]
+        super().__init__(reactor, None, application)
         self.reactor = reactor
         self.threadpool = threadpool
         self.application = application
