@@ -21,12 +21,13 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES, REQUEST_ENTITY_TOO_LARGE, REQUEST_URI_TOO_LONG, parse_qs
-from twisted.web.server import Request
+from twisted.web.server import Request, version
 
 from prefork.twistedinternals import HookedHTTPChannel
 from prefork.web.bodyinput import ContinueInput
 from prefork.web.http import (
     ChunkedDecoder,
+    HTTPDate,
     IdentityDecoder,
     Rejection,
     checkHost,
@@ -46,6 +47,7 @@ REQUEST_HEADER_FIELDS_TOO_LARGE = 431
 REQUEST_TIMEOUT = 408
 
 _log = Logger()
+_date = HTTPDate()
 
 
 class WorkerRequest(Request):
@@ -85,7 +87,22 @@ class WorkerRequest(Request):
         self.startedAt = time.perf_counter()
         if site.admit(self):
             self.closeConnectionAfterResponse()
-        super().process()
+        if self.path == b"*" or not site.resource.isLeaf:
+            super().process()
+            return
+        # Twisted's process, for the one resource a worker serves, which
+        # takes the whole path: no traversal of the path, and the Date
+        # formatted once a second.
+        self.site = site
+        self.setHeader(b"Server", version)
+        self.setHeader(b"Date", _date())
+        self.prepath = []
+        self.postpath = []
+        self.sitepath = self.prepath[:]
+        try:
+            self.render(site.resource)
+        except BaseException:
+            self.processingFailed(Failure())
 
     def connectionLost(self, reason: Failure) -> None:
         self.lost = True
