@@ -169,3 +169,28 @@ def test_tcp_connection_reads_its_address_once(tmp_path: Path) -> None:
         factory.made[0].transport.socket.close()  # type: ignore[union-attr]
         port.socket.close()
         sock.close()
+
+
+def test_tcp_connection_writes_a_sequence_whole(tmp_path: Path) -> None:
+    sock = listening(socket.AF_INET, tmp_path)
+    factory = Recording()
+    port = adoptFairPort(MemoryReactor(), sock.fileno(), socket.AF_INET, factory)
+    client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=30)
+    try:
+        port.doRead()
+        transport = factory.made[0].transport
+        assert isinstance(transport, FairTCPServer)
+        transport.writeSequence([b"HTTP/1.1 ", b"200 OK", b"\r\n"])
+        transport.write(b"!")
+        with pytest.raises(TypeError):
+            transport.writeSequence([b"a", "not bytes"])  # type: ignore[list-item]
+        transport.doWrite()
+        received = b""
+        while len(received) < 18:
+            received += client.recv(100)
+        assert received == b"HTTP/1.1 200 OK\r\n!"
+    finally:
+        client.close()
+        factory.made[0].transport.socket.close()  # type: ignore[union-attr]
+        port.socket.close()
+        sock.close()

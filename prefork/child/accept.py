@@ -13,6 +13,7 @@ kernel's queue for whichever worker polls next.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet import address, error, tcp, unix
@@ -85,8 +86,10 @@ class _FewAccepts:
 
 class FairTCPServer(tcp.Server):
     """
-    A TCP connection that asks the kernel for its local address once: every
-    request of the connection reads it.
+    A TCP connection that asks the kernel for its local address once (every
+    request of the connection reads it), and joins what is written as a
+    sequence (a response head comes as a few dozen pieces) before buffering
+    it.
     """
 
     _host: address.IPv4Address | address.IPv6Address | None = None
@@ -95,6 +98,9 @@ class FairTCPServer(tcp.Server):
         if self._host is None:
             self._host = super().getHost()
         return self._host
+
+    def writeSequence(self, iovec: Iterable[bytes]) -> None:
+        self.write(b"".join(iovec))
 
 
 class FairTCPPort(_FewAccepts, tcp.Port):
