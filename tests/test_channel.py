@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
 from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
@@ -179,3 +181,24 @@ def test_date_is_formatted_once_a_second() -> None:
     assert date() is first
     now[0] += 0.2
     assert date() == datetimeToString(1_800_000_001)
+
+
+def test_when_lost_is_told_of_a_loss_before_the_response_ends() -> None:
+    channel, transport, _, site = connected()
+    channel.dataReceived(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+    [held] = site.resource.held  # type: ignore[attr-defined]
+    reasons: list[Failure] = []
+    held.whenLost = reasons.append
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert len(reasons) == 1 and reasons[0].check(ConnectionDone)
+
+
+def test_when_lost_is_quiet_once_the_response_ended() -> None:
+    channel, transport, _, site = connected()
+    channel.dataReceived(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+    [held] = site.resource.held  # type: ignore[attr-defined]
+    reasons: list[Failure] = []
+    held.whenLost = reasons.append
+    held.finish()
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert reasons == []

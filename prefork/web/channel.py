@@ -66,6 +66,10 @@ class WorkerRequest(Request):
     dispatchedEarly = False
     #: Its connection was lost.
     lost = False
+    #: Called with the reason if the connection is lost before the
+    #: response is finished: what C{notifyFinish()}'s errback tells, for
+    #: the one party that needs it, without a Deferred per request.
+    whenLost: Callable[[Failure], object] | None = None
     _handedOver = False
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
@@ -108,6 +112,8 @@ class WorkerRequest(Request):
         self.lost = True
         site = self.channel.site if self.channel is not None else None
         super().connectionLost(reason)
+        if self.whenLost is not None and not self.finished:
+            self.whenLost(reason)
         if site is not None and self.startedAt and not self.ended:
             site.requestEnded(self)
 
