@@ -25,9 +25,10 @@ from typing import Any, NoReturn, TypeVar
 
 import twisted
 from twisted.internet import tcp, unix
+from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.process import Process
-from twisted.logger import ILogObserver, LogPublisher
+from twisted.logger import ILogObserver, Logger, LogPublisher
 from twisted.protocols.basic import LineReceiver
 from twisted.web.http import HTTPChannel
 
@@ -270,6 +271,49 @@ def adoptListeningPort(
     return port
 
 
+def peerAddress(port: Any, peer: Any) -> Any:
+    """
+    The address object (IPv4, IPv6 or UNIX) that C{port}, a TCP or UNIX
+    port, gives the protocol of a connection it accepted from C{peer}, as
+    C{accept()} returned it.
+    """
+    return port._buildAddr(peer)
+
+
+# A worker's event loop.
+
+
+class LeanEPollReactor(EPollReactor):
+    """
+    Twisted's epoll reactor, less the logging context it sets up around
+    each event: the prefix of the object being served, which only Twisted's
+    legacy log calls read (no observer in a worker prints it), and which
+    costs more than dispatching the event itself.
+    """
+
+    _log = Logger()
+
+    def doPoll(self, timeout: float | None) -> None:
+        if timeout is None:
+            timeout = -1
+        # EINTR is retried by Python itself (PEP 475).
+        events = self._poller.poll(timeout, len(self._selectables))
+        selectables = self._selectables
+        dispatch = self._doReadOrWrite
+        for fd, event in events:
+            selectable = selectables.get(fd)
+            if selectable is None:
+                continue
+            try:
+                # Catches what the descriptor raises; not what its
+                # connectionLost raises, which Twisted logs one level up.
+                dispatch(selectable, fd, event)
+            except Exception:
+                self._log.failure("Unhandled error handling an event of {selectable}", selectable=selectable)
+
+    doIteration = doPoll
+
+
 # The descriptor Twisted keeps in reserve, so that a port can accept and
 # drop a connection when the process is out of descriptors.
 
@@ -369,6 +413,14 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = tuple(
              "_fromListeningDescriptor", parameters=("reactor", "fd", "addressFamily", "factory"))
     + _names(unix.Port, "17.9.0", "adoptListeningPort: our fair-accept UNIX port on an inherited socket",
              "_fromListeningDescriptor", parameters=("reactor", "fd", "factory"))
+    + _names(EPollReactor, "10.0.0", "LeanEPollReactor.doPoll: the poller and the descriptors it watches",
+             "_poller", "_selectables", onInstance=True)
+    + _names(EPollReactor, "10.0.0", "LeanEPollReactor.doPoll: dispatch one event as Twisted does",
+             "_doReadOrWrite", parameters=("selectable", "fd", "event"))
+    + _names(tcp.Port, "10.0.0", "peerAddress: the address of an accepted connection, as Twisted builds it",
+             "_buildAddr", parameters=("address",))
+    + _names(unix.Port, "10.0.0", "peerAddress: the address of an accepted UNIX connection",
+             "_buildAddr", parameters=("name",))
     + _names(tcp, "18.7.0", "reserveSpareDescriptor, detachSpareDescriptor: the EMFILE reserve",
              "_reservedFD")
     # Its class is private too: found through the object, so that a

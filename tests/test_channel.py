@@ -9,10 +9,17 @@ from __future__ import annotations
 import re
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.web.http import datetimeToString
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
 
 from prefork.web.channel import WorkerChannel
+from prefork.web.http import HTTPDate
 from prefork.web.limits import RequestLimits
 from prefork.web.site import WorkerSite
 from resources import Held
@@ -118,3 +125,80 @@ def test_expect_continue_only_for_a_body_that_is_wanted() -> None:
     assert statusLines(transport) == [b"HTTP/1.1 100 Continue"]
     channel.dataReceived(b"ok")
     assert statusLines(transport) == [b"HTTP/1.1 100 Continue", b"HTTP/1.1 200 OK"]
+
+
+class _Leaf(Resource):
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"text/plain")
+        return b"path " + request.path
+
+
+class _Branch(Resource):
+    def __init__(self) -> None:
+        super().__init__()
+        self.putChild(b"leaf", _Leaf())
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        return notFound()
+
+
+def servedBy(resource: Resource, head: bytes) -> bytes:
+    clock = Clock()
+    site = WorkerSite(resource, 0, lambda: None, limits=LIMITS, reactor=clock)
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1234))
+    channel.makeConnection(transport)
+    channel.dataReceived(head)
+    return transport.value()
+
+
+def test_leaf_resource_gets_the_whole_path_with_server_and_date() -> None:
+    """
+    The one resource a worker serves takes every path, and its responses
+    carry Twisted's Server and Date fields.
+    """
+    response = servedBy(_Leaf(), b"GET /a/b%20c?x=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert response.endswith(b"\r\n\r\npath /a/b%20c")
+    assert b"\r\nServer: TwistedWeb/" in response
+    assert re.search(rb"\r\nDate: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT\r\n", response)
+
+
+def test_a_tree_of_resources_is_traversed() -> None:
+    response = servedBy(_Branch(), b"GET /leaf/x HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n") and response.endswith(b"path /leaf/x")
+    assert servedBy(_Branch(), b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 404 ")
+
+
+def test_date_is_formatted_once_a_second() -> None:
+    now = [1_800_000_000.2]
+    date = HTTPDate(lambda: now[0])
+    first = date()
+    assert first == datetimeToString(1_800_000_000)
+    now[0] += 0.7
+    assert date() is first
+    now[0] += 0.2
+    assert date() == datetimeToString(1_800_000_001)
+
+
+def test_when_lost_is_told_of_a_loss_before_the_response_ends() -> None:
+    channel, transport, _, site = connected()
+    channel.dataReceived(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+    [held] = site.resource.held  # type: ignore[attr-defined]
+    reasons: list[Failure] = []
+    held.whenLost = reasons.append
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert len(reasons) == 1 and reasons[0].check(ConnectionDone)
+
+
+def test_when_lost_is_quiet_once_the_response_ended() -> None:
+    channel, transport, _, site = connected()
+    channel.dataReceived(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+    [held] = site.resource.held  # type: ignore[attr-defined]
+    reasons: list[Failure] = []
+    held.whenLost = reasons.append
+    held.finish()
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert reasons == []

@@ -10,6 +10,7 @@ release installed: that is the release that changed it.
 from __future__ import annotations
 
 import configparser
+import functools
 import inspect
 import re
 import socket
@@ -20,6 +21,7 @@ import pytest
 import twisted
 from incremental import Version
 from twisted.internet import tcp
+from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.logger import LogPublisher
@@ -101,6 +103,11 @@ def connected() -> tuple[Recording, StringTransport]:
     return channel, transport
 
 
+@functools.cache
+def _reactor() -> EPollReactor:
+    return EPollReactor()
+
+
 def liveOwner(private: PrivateName) -> object:
     """
     An instance of C{private}'s owner in the state where the project reads
@@ -108,6 +115,8 @@ def liveOwner(private: PrivateName) -> object:
     """
     if private.owner is LogPublisher:
         return LogPublisher()
+    if private.owner is EPollReactor:
+        return _reactor()
     if private.name == "_fileDescriptor":
         return tcp._reservedFD
     channel, _ = connected()

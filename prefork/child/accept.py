@@ -13,12 +13,16 @@ kernel's queue for whichever worker polls next.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from typing import Any
 
-from twisted.internet import error, tcp, unix
+from twisted.internet import address, error, tcp, unix
 from twisted.internet.interfaces import IProtocolFactory
+from twisted.logger import Logger
 
-from prefork.twistedinternals import adoptListeningPort
+from prefork.twistedinternals import adoptListeningPort, peerAddress
+
+_log = Logger()
 
 #: How many connections a worker accepts each time its listening socket is
 #: readable.  One gives the fairest spread; the cost, one more turn of the
@@ -42,11 +46,69 @@ class _FewAccepts:
     def numberAccepts(self, value: int) -> None:
         pass
 
+    def doRead(self) -> None:
+        """
+        Accept up to L{acceptsPerWakeup} connections, as Twisted's port
+        does, less the log buffer and accept generator it sets up at each
+        wake-up; what Twisted handles specially (out of descriptors, a
+        connection aborted before it was accepted) is left to it.
+        """
+        # A mixin: the listening socket is the port's.
+        listener: socket.socket = self.socket  # type: ignore[attr-defined]
+        for _ in range(self.acceptsPerWakeup):
+            try:
+                client, peer = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError:
+                super().doRead()  # type: ignore[misc]
+                return
+            try:
+                self._connect(client, peer)
+            except Exception:
+                # One connection's failure must not close the listening port.
+                _log.failure("Accepting a connection failed")
+
+    def _connect(self, client: socket.socket, peer: Any) -> None:
+        port: Any = self
+        if isinstance(peer, tuple) and len(peer) == 4:
+            # IPv6: the scope of a link-local address, by name.
+            host, _ = socket.getnameinfo(peer, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
+            peer = (host, *peer[1:])
+        protocol = port.factory.buildProtocol(peerAddress(port, peer))
+        if protocol is None:
+            client.close()
+            return
+        session = port.sessionno
+        port.sessionno = session + 1
+        protocol.makeConnection(port.transport(client, protocol, peer, port, session, port.reactor))
+
+
+class FairTCPServer(tcp.Server):
+    """
+    A TCP connection that asks the kernel for its local address once (every
+    request of the connection reads it), and joins what is written as a
+    sequence (a response head comes as a few dozen pieces) before buffering
+    it.
+    """
+
+    _host: address.IPv4Address | address.IPv6Address | None = None
+
+    def getHost(self) -> address.IPv4Address | address.IPv6Address:
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
+
+    def writeSequence(self, iovec: Iterable[bytes]) -> None:
+        self.write(b"".join(iovec))
+
 
 class FairTCPPort(_FewAccepts, tcp.Port):
     """
     A TCP port that accepts few connections per wake-up.
     """
+
+    transport = FairTCPServer
 
 
 class FairUNIXPort(_FewAccepts, unix.Port):

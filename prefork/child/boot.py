@@ -16,9 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-# Imported here, in the template, so that a worker only has to install it:
-# importing a reactor module does not install a reactor.
-from twisted.internet import epollreactor
+from twisted.internet.main import installReactor
 from twisted.logger import Logger
 
 from prefork.child.appload import AppLoadError, loadApp, ownSources
@@ -29,6 +27,7 @@ from prefork.hooks import NO_HOOKS, Hooks, IServer, ServerInfo
 from prefork.importing import LoadError
 from prefork.messages import EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
 from prefork.tls import TLSConfigError, connectionCreator
+from prefork.twistedinternals import LeanEPollReactor
 from prefork.web.wsgi import WSGIApplication
 
 _log = Logger()
@@ -102,7 +101,9 @@ def serve(
     # A worker that stops sending heartbeats is sent SIGABRT before it is
     # killed: this prints where every thread was stuck.
     faulthandler.enable(all_threads=True)
-    epollreactor.install()
+    # Imported in the template, installed here: importing a reactor's
+    # module does not install it.
+    installReactor(LeanEPollReactor())
     from twisted.internet import reactor
 
     logToStderr(f"worker {os.getpid()}")

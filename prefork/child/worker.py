@@ -22,7 +22,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IProtocolFactory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from prefork.child.accept import FairTCPPort, FairUNIXPort, adoptFairPort
@@ -38,6 +37,7 @@ from prefork.web.proxies import TrustedProxies
 from prefork.web.proxyprotocol import ProxyHeaderFactory
 from prefork.web.requesthooks import RequestHooks
 from prefork.web.site import WorkerSite
+from prefork.web.threadpool import RequestThreads
 from prefork.web.wsgi import WorkerWSGIResource, WSGIApplication
 
 #: A listening socket handed down by the master: its descriptor and family.
@@ -133,7 +133,7 @@ class Worker:
         self.parentPid = os.getppid()
         self.limit = drawLimit(config)
         self.guard = ExitGuard(reactor)
-        self.threadpool = ThreadPool(config.threads, config.threads, "prefork-wsgi") if config.threads else None
+        self.threadpool = RequestThreads(config.threads, "prefork-wsgi") if config.threads else None
         self.trusted = TrustedProxies(config.forwardedAllowIps)
         about = {"pid": self.pid, "generation": generation, "limit": self.limit}
         resource = WorkerWSGIResource(

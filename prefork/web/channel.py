@@ -21,12 +21,13 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES, REQUEST_ENTITY_TOO_LARGE, REQUEST_URI_TOO_LONG, parse_qs
-from twisted.web.server import Request
+from twisted.web.server import Request, version
 
 from prefork.twistedinternals import HookedHTTPChannel
 from prefork.web.bodyinput import ContinueInput
 from prefork.web.http import (
     ChunkedDecoder,
+    HTTPDate,
     IdentityDecoder,
     Rejection,
     checkHost,
@@ -46,6 +47,7 @@ REQUEST_HEADER_FIELDS_TOO_LARGE = 431
 REQUEST_TIMEOUT = 408
 
 _log = Logger()
+_date = HTTPDate()
 
 
 class WorkerRequest(Request):
@@ -64,6 +66,10 @@ class WorkerRequest(Request):
     dispatchedEarly = False
     #: Its connection was lost.
     lost = False
+    #: Called with the reason if the connection is lost before the
+    #: response is finished: what C{notifyFinish()}'s errback tells, for
+    #: the one party that needs it, without a Deferred per request.
+    whenLost: Callable[[Failure], object] | None = None
     _handedOver = False
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
@@ -85,12 +91,29 @@ class WorkerRequest(Request):
         self.startedAt = time.perf_counter()
         if site.admit(self):
             self.closeConnectionAfterResponse()
-        super().process()
+        if self.path == b"*" or not site.resource.isLeaf:
+            super().process()
+            return
+        # Twisted's process, for the one resource a worker serves, which
+        # takes the whole path: no traversal of the path, and the Date
+        # formatted once a second.
+        self.site = site
+        self.setHeader(b"Server", version)
+        self.setHeader(b"Date", _date())
+        self.prepath = []
+        self.postpath = []
+        self.sitepath = self.prepath[:]
+        try:
+            self.render(site.resource)
+        except BaseException:
+            self.processingFailed(Failure())
 
     def connectionLost(self, reason: Failure) -> None:
         self.lost = True
         site = self.channel.site if self.channel is not None else None
         super().connectionLost(reason)
+        if self.whenLost is not None and not self.finished:
+            self.whenLost(reason)
         if site is not None and self.startedAt and not self.ended:
             site.requestEnded(self)
 

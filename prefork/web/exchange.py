@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import INTERNAL_SERVER_ERROR, NO_BODY_CODES
 from twisted.web.server import Request
 
+from prefork.web.channel import WorkerRequest
 from prefork.web.environ import native
 from prefork.web.requesthooks import FAILED_STATUS, RequestHooks
 from prefork.web.transport import streamTransport
@@ -75,7 +76,10 @@ class _Exchange:
         self.headersSent = False
         self.disconnected = False
         request.defaultContentType = None
-        request.notifyFinish().addErrback(self._lost)
+        if isinstance(request, WorkerRequest):
+            request.whenLost = self._lost
+        else:
+            request.notifyFinish().addErrback(self._lost)
 
     def _lost(self, reason: Failure) -> None:
         self.disconnected = True
@@ -353,12 +357,17 @@ class _ThreadedExchange(_Exchange):
     ) -> None:
         super().__init__(request, environ, displayTracebacks)
         self.reactor = reactor
-        self._writable = threading.Event()
-        self._writable.set()
+        # Whether the connection takes more of a streamed body: made with
+        # the producer, which a whole body never needs.
+        self._writable: threading.Event | None = None
 
     def _lost(self, reason: Failure) -> None:
         super()._lost(reason)
-        self._writable.set()
+        self._resume()
+
+    def _resume(self) -> None:
+        if self._writable is not None:
+            self._writable.set()
 
     def run(self, application: WSGIApplication) -> None:
         if self.hooks is None:
@@ -401,11 +410,16 @@ class _ThreadedExchange(_Exchange):
         # Waiting for the reactor thread, and for the connection to drain,
         # keeps the application from running ahead of the client.
         blockingCallFromThread(self.reactor, self.sendChunk, data)
-        self._writable.wait()
+        writable = self._writable
+        if writable is not None:
+            writable.wait()
 
     def sendChunk(self, data: bytes) -> None:
         if not self._producing and not self.disconnected:
             self._producing = True
+            if self._writable is None:
+                self._writable = threading.Event()
+                self._writable.set()
             self.request.registerProducer(self, True)
         super().sendChunk(data)
 
@@ -424,11 +438,12 @@ class _ThreadedExchange(_Exchange):
                 self.request.unregisterProducer()
 
     def pauseProducing(self) -> None:
-        self._writable.clear()
+        if self._writable is not None:
+            self._writable.clear()
 
     def resumeProducing(self) -> None:
-        self._writable.set()
+        self._resume()
 
     def stopProducing(self) -> None:
         self.disconnected = True
-        self._writable.set()
+        self._resume()

@@ -12,9 +12,10 @@ L{prefork.web.channel} applies it to live connections.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 
-from twisted.web.http import BAD_REQUEST, RESPONSES
+from twisted.web.http import BAD_REQUEST, RESPONSES, datetimeToString
 
 #: The largest body or chunk size accepted: a length is a signed 64-bit
 #: number in every server and proxy a request may pass through.
@@ -301,3 +302,22 @@ _HEX = re.compile(rb"[0-9A-Fa-f]+")
 #: What a chunk extension may hold, as Twisted has it: HTAB, SP, the visible
 #: characters but the backslash, and obs-text.
 _CHUNK_EXTENSION_BYTES = b"\t" + bytes(range(0x20, 0x7F)).replace(b"\\", b"") + bytes(range(0x80, 0x100))
+
+
+class HTTPDate:
+    """
+    The C{Date} of a response (RFC 9110 section 6.6.1): the current second,
+    formatted once per second instead of once per response.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._second = -1
+        self._formatted = b""
+
+    def __call__(self) -> bytes:
+        second = int(self._clock())
+        if second != self._second:
+            self._second = second
+            self._formatted = datetimeToString(second)
+        return self._formatted

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.internet.interfaces import IReactorThreads
-from twisted.python.threadpool import ThreadPool
 from twisted.web.http import NOT_FOUND
 from twisted.web.server import NOT_DONE_YET, Request
 from twisted.web.wsgi import WSGIResource
@@ -28,6 +27,7 @@ from prefork.web.exchange import _InReactorExchange, _ThreadedExchange
 from prefork.web.filewrapper import FileWrapper
 from prefork.web.proxies import TrustedProxies
 from prefork.web.requesthooks import RequestHooks
+from prefork.web.threadpool import RequestThreads
 
 WSGIApplication = Callable[..., Iterable[bytes]]
 
@@ -45,7 +45,7 @@ class WorkerWSGIResource(WSGIResource):
     def __init__(
         self,
         reactor: IReactorThreads,
-        threadpool: ThreadPool | None,
+        threadpool: RequestThreads | None,
         application: WSGIApplication,
         extraEnviron: dict[str, Any],
         scriptName: str = "",
@@ -53,8 +53,9 @@ class WorkerWSGIResource(WSGIResource):
         displayTracebacks: bool = False,
         requestHooks: RequestHooks | None = None,
     ) -> None:
-        super().__init__(reactor, threadpool, application)
-        # Ours: WSGIResource keeps them in private attributes.
+        # WSGIResource keeps these in private attributes and takes a
+        # Twisted ThreadPool: ours are kept here.
+        super().__init__(reactor, None, application)
         self.reactor = reactor
         self.threadpool = threadpool
         self.application = application

@@ -1,0 +1,196 @@
+"""
+Tests for L{prefork.child.accept}: the fair ports' own accept loop, on real
+listening sockets (TCP over IPv4 and IPv6, and UNIX), driven by calling
+C{doRead} as the reactor would when the socket is readable.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet import address
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactor
+from twisted.logger import LogEvent, globalLogPublisher
+
+from prefork.child.accept import FairTCPPort, FairTCPServer, adoptFairPort
+
+
+class Recorded(Protocol):
+    def connectionMade(self) -> None:
+        self.factory.made.append(self)  # type: ignore[attr-defined]
+
+
+class Recording(Factory):
+    protocol = Recorded
+
+    def __init__(self) -> None:
+        self.made: list[Recorded] = []
+        self.addresses: list[Any] = []
+
+    def buildProtocol(self, addr: Any) -> Protocol | None:
+        self.addresses.append(addr)
+        return super().buildProtocol(addr)
+
+
+def listening(family: socket.AddressFamily, where: Path) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if family == socket.AF_UNIX:
+        sock.bind(str(where / "s"))
+    else:
+        sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+    sock.listen(16)
+    # As the master's listening sockets are.
+    sock.setblocking(False)
+    return sock
+
+
+@pytest.fixture(params=[socket.AF_INET, socket.AF_INET6, socket.AF_UNIX], ids=["ipv4", "ipv6", "unix"])
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Recording, list[socket.socket]]]:
+    family = request.param
+    try:
+        sock = listening(family, tmp_path)
+    except OSError:
+        pytest.skip(f"no {family.name} on this machine")
+    factory = Recording()
+    port = adoptFairPort(MemoryReactor(), sock.fileno(), family, factory)
+    clients: list[socket.socket] = []
+    yield port, factory, clients
+    for client in clients:
+        client.close()
+    for made in factory.made:
+        made.transport.socket.close()  # type: ignore[union-attr]
+    port.socket.close()
+    sock.close()
+
+
+def connect(port: Any, clients: list[socket.socket], count: int) -> None:
+    where = port.getHost()
+    for _ in range(count):
+        if isinstance(where, address.UNIXAddress):
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.connect(where.name)
+        else:
+            client = socket.create_connection((where.host, where.port), timeout=30)
+        clients.append(client)
+
+
+def test_accepts_one_connection_per_wakeup(served: tuple[Any, Recording, list[socket.socket]]) -> None:
+    port, factory, clients = served
+    connect(port, clients, 3)
+    port.doRead()
+    assert len(factory.made) == 1
+    port.doRead()
+    port.doRead()
+    assert len(factory.made) == 3
+    # Nothing left: a wake-up with nothing to accept does nothing.
+    port.doRead()
+    assert len(factory.made) == 3
+    assert [p.transport.sessionno for p in factory.made] == [0, 1, 2]  # type: ignore[union-attr]
+
+
+def test_takes_all_pending_when_asked(served: tuple[Any, Recording, list[socket.socket]]) -> None:
+    port, factory, clients = served
+    connect(port, clients, 4)
+    port.acceptsPerWakeup = 2**16
+    port.doRead()
+    assert len(factory.made) == 4
+
+
+def test_gives_the_peer_address(served: tuple[Any, Recording, list[socket.socket]]) -> None:
+    port, factory, clients = served
+    connect(port, clients, 1)
+    port.doRead()
+    [peer] = factory.addresses
+    if isinstance(peer, address.UNIXAddress):
+        # The client's socket has no name.
+        assert not peer.name
+        return
+    transport = factory.made[0].transport
+    assert transport is not None
+    assert transport.getPeer() == peer
+    assert (peer.host, peer.port) == clients[0].getsockname()[:2]
+    assert type(peer) is (address.IPv6Address if ":" in peer.host else address.IPv4Address)
+
+
+def test_a_refused_connection_is_closed(served: tuple[Any, Recording, list[socket.socket]]) -> None:
+    port, factory, clients = served
+    factory.buildProtocol = lambda addr: None  # type: ignore[method-assign]
+    connect(port, clients, 1)
+    port.doRead()
+    clients[0].settimeout(30)
+    assert clients[0].recv(1) == b""
+
+
+def test_a_failing_factory_is_logged_and_the_port_goes_on(served: tuple[Any, Recording, list[socket.socket]]) -> None:
+    port, factory, clients = served
+    failures: list[LogEvent] = []
+    globalLogPublisher.addObserver(failures.append)
+    calls = []
+
+    def failOnce(addr: Any) -> Protocol | None:
+        calls.append(addr)
+        if len(calls) == 1:
+            raise RuntimeError("buildProtocol fails")
+        return Recording.buildProtocol(factory, addr)
+
+    factory.buildProtocol = failOnce  # type: ignore[method-assign]
+    try:
+        connect(port, clients, 2)
+        port.doRead()
+        port.doRead()
+    finally:
+        globalLogPublisher.removeObserver(failures.append)
+    logged = [e for e in failures if e.get("log_failure") is not None]
+    assert [e["log_format"] for e in logged] == ["Accepting a connection failed"]
+    assert logged[0]["log_failure"].check(RuntimeError)
+    assert len(factory.made) == 1
+
+
+def test_tcp_connection_reads_its_address_once(tmp_path: Path) -> None:
+    sock = listening(socket.AF_INET, tmp_path)
+    factory = Recording()
+    port = adoptFairPort(MemoryReactor(), sock.fileno(), socket.AF_INET, factory)
+    assert isinstance(port, FairTCPPort)
+    client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    try:
+        port.doRead()
+        transport = factory.made[0].transport
+        assert isinstance(transport, FairTCPServer)
+        first = transport.getHost()
+        assert (first.host, first.port) == ("127.0.0.1", port.getHost().port)
+        assert transport.getHost() is first
+    finally:
+        client.close()
+        factory.made[0].transport.socket.close()  # type: ignore[union-attr]
+        port.socket.close()
+        sock.close()
+
+
+def test_tcp_connection_writes_a_sequence_whole(tmp_path: Path) -> None:
+    sock = listening(socket.AF_INET, tmp_path)
+    factory = Recording()
+    port = adoptFairPort(MemoryReactor(), sock.fileno(), socket.AF_INET, factory)
+    client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=30)
+    try:
+        port.doRead()
+        transport = factory.made[0].transport
+        assert isinstance(transport, FairTCPServer)
+        transport.writeSequence([b"HTTP/1.1 ", b"200 OK", b"\r\n"])
+        transport.write(b"!")
+        with pytest.raises(TypeError):
+            transport.writeSequence([b"a", "not bytes"])  # type: ignore[list-item]
+        transport.doWrite()
+        received = b""
+        while len(received) < 18:
+            received += client.recv(100)
+        assert received == b"HTTP/1.1 200 OK\r\n!"
+    finally:
+        client.close()
+        factory.made[0].transport.socket.close()  # type: ignore[union-attr]
+        port.socket.close()
+        sock.close()
