@@ -122,8 +122,7 @@ def checkTwisted() -> None:
             )
 
 
-# The request path: Twisted's HTTP/1.1 parser, with its private steps
-# turned into hooks.
+# The request path: Twisted's HTTP/1.1 parser, its private steps as hooks.
 
 
 class HookedHTTPChannel(HTTPChannel):
@@ -239,9 +238,8 @@ class HookedHTTPChannel(HTTPChannel):
         return bytes(getattr(self, "_buffer", b""))
 
 
-#: The fields that frame a body, as Twisted spells their names: Twisted
-#: passes them canonicalised (Content-Length) since 24.10, in lower case
-#: before.
+#: The fields that frame a body, as Twisted spells them: canonicalised
+#: (Content-Length) since 24.10, in lower case before.
 _FRAMING_FIELDS = {
     spelling: name
     for name in (b"content-length", b"transfer-encoding")
@@ -273,9 +271,8 @@ def adoptListeningPort(
 
 def peerAddress(port: Any, peer: Any) -> Any:
     """
-    The address object (IPv4, IPv6 or UNIX) that C{port}, a TCP or UNIX
-    port, gives the protocol of a connection it accepted from C{peer}, as
-    C{accept()} returned it.
+    The address a TCP or UNIX port gives a connection it accepted from
+    C{peer} (as C{accept()} returned it).
     """
     return port._buildAddr(peer)
 
@@ -296,7 +293,7 @@ class LeanEPollReactor(EPollReactor):
     def doPoll(self, timeout: float | None) -> None:
         if timeout is None:
             timeout = -1
-        # EINTR is retried by Python itself (PEP 475).
+        # Python retries EINTR itself (PEP 475).
         events = self._poller.poll(timeout, len(self._selectables))
         selectables = self._selectables
         dispatch = self._doReadOrWrite
@@ -305,8 +302,7 @@ class LeanEPollReactor(EPollReactor):
             if selectable is None:
                 continue
             try:
-                # Catches what the descriptor raises; not what its
-                # connectionLost raises, which Twisted logs one level up.
+                # What connectionLost raises, which dispatch lets through.
                 dispatch(selectable, fd, event)
             except Exception:
                 self._log.failure("Unhandled error handling an event of {selectable}", selectable=selectable)
@@ -314,8 +310,7 @@ class LeanEPollReactor(EPollReactor):
     doIteration = doPoll
 
 
-# The descriptor Twisted keeps in reserve, so that a port can accept and
-# drop a connection when the process is out of descriptors.
+# The descriptor Twisted keeps to accept and drop connections past EMFILE.
 
 
 def reserveSpareDescriptor() -> None:

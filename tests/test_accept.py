@@ -194,3 +194,25 @@ def test_tcp_connection_writes_a_sequence_whole(tmp_path: Path) -> None:
         factory.made[0].transport.socket.close()  # type: ignore[union-attr]
         port.socket.close()
         sock.close()
+
+
+def test_tcp_connections_have_nodelay_from_the_listening_socket(tmp_path: Path) -> None:
+    sock = listening(socket.AF_INET, tmp_path)
+    factory = Recording()
+    port = adoptFairPort(MemoryReactor(), sock.fileno(), socket.AF_INET, factory)
+    assert isinstance(port, FairTCPPort) and port.noDelay
+    client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=30)
+    try:
+        port.doRead()
+        transport = factory.made[0].transport
+        assert isinstance(transport, FairTCPServer)
+        assert transport.getTcpNoDelay()
+        transport.setTcpNoDelay(False)
+        assert not transport.getTcpNoDelay()
+        transport.setTcpNoDelay(True)
+        assert transport.getTcpNoDelay()
+    finally:
+        client.close()
+        factory.made[0].transport.socket.close()  # type: ignore[union-attr]
+        port.socket.close()
+        sock.close()

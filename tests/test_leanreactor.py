@@ -99,3 +99,4 @@ def test_a_failing_handler_is_logged_and_the_loop_goes_on() -> None:
     assert answers == [b"HELLO 0", b"HELLO 1"]
     assert [e["log_format"] for e in failures] == ["Unhandled error handling an event of {selectable}"] * 2
     assert all(e["log_failure"].check(RuntimeError) for e in failures)
+

@@ -87,12 +87,22 @@ class _FewAccepts:
 class FairTCPServer(tcp.Server):
     """
     A TCP connection that asks the kernel for its local address once (every
-    request of the connection reads it), and joins what is written as a
+    request of the connection reads it), joins what is written as a
     sequence (a response head comes as a few dozen pieces) before buffering
-    it.
+    it, and has C{TCP_NODELAY} from its listening socket.
     """
 
     _host: address.IPv4Address | address.IPv6Address | None = None
+    #: Whether C{TCP_NODELAY} is still as the listening socket had it.
+    _noDelayInherited = True
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        # HTTPChannel turns it on for every connection; Linux copies it from
+        # the listening socket, where FairTCPPort turned it on once.
+        if enabled and self._noDelayInherited and getattr(self.server, "noDelay", False):
+            return
+        self._noDelayInherited = False
+        super().setTcpNoDelay(enabled)
 
     def getHost(self) -> address.IPv4Address | address.IPv6Address:
         if self._host is None:
@@ -106,9 +116,22 @@ class FairTCPServer(tcp.Server):
 class FairTCPPort(_FewAccepts, tcp.Port):
     """
     A TCP port that accepts few connections per wake-up.
+
+    @ivar noDelay: Whether the listening socket has C{TCP_NODELAY}, and so
+        every connection it accepts.
     """
 
     transport = FairTCPServer
+    noDelay = False
+
+    def startListening(self) -> None:
+        super().startListening()
+        try:
+            # The socket is shared with the other workers: the same for all.
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            return
+        self.noDelay = True
 
 
 class FairUNIXPort(_FewAccepts, unix.Port):
