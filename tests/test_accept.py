@@ -151,7 +151,7 @@ def test_a_failing_factory_is_logged_and_the_port_goes_on(served: tuple[Any, Rec
     assert len(factory.made) == 1
 
 
-def test_tcp_connection_reads_its_address_once(tmp_path: Path) -> None:
+def test_tcp_connection_builds_its_addresses_once(tmp_path: Path) -> None:
     sock = listening(socket.AF_INET, tmp_path)
     factory = Recording()
     port = adoptFairPort(MemoryReactor(), sock.fileno(), socket.AF_INET, factory)
@@ -164,6 +164,9 @@ def test_tcp_connection_reads_its_address_once(tmp_path: Path) -> None:
         first = transport.getHost()
         assert (first.host, first.port) == ("127.0.0.1", port.getHost().port)
         assert transport.getHost() is first
+        peer = transport.getPeer()
+        assert (peer.host, peer.port) == client.getsockname()
+        assert transport.getPeer() is peer
     finally:
         client.close()
         factory.made[0].transport.socket.close()  # type: ignore[union-attr]

@@ -86,13 +86,15 @@ class _FewAccepts:
 
 class FairTCPServer(tcp.Server):
     """
-    A TCP connection that asks the kernel for its local address once (every
-    request of the connection reads it), joins what is written as a
-    sequence (a response head comes as a few dozen pieces) before buffering
-    it, and has C{TCP_NODELAY} from its listening socket.
+    A TCP connection that builds its two addresses once (every request of
+    the connection reads them, and the local one takes a system call),
+    joins what is written as a sequence (a response head comes as a few
+    dozen pieces) before buffering it, and has C{TCP_NODELAY} from its
+    listening socket.
     """
 
     _host: address.IPv4Address | address.IPv6Address | None = None
+    _peer: address.IPv4Address | address.IPv6Address | None = None
     #: Whether C{TCP_NODELAY} is still as the listening socket had it.
     _noDelayInherited = True
 
@@ -108,6 +110,11 @@ class FairTCPServer(tcp.Server):
         if self._host is None:
             self._host = super().getHost()
         return self._host
+
+    def getPeer(self) -> address.IPv4Address | address.IPv6Address:
+        if self._peer is None:
+            self._peer = super().getPeer()
+        return self._peer
 
     def writeSequence(self, iovec: Iterable[bytes]) -> None:
         self.write(b"".join(iovec))

@@ -13,7 +13,6 @@ if it were right, and the two ways the application runs:
 
 from __future__ import annotations
 
-import re
 import socket
 import struct
 import threading
@@ -31,6 +30,7 @@ from twisted.web.server import Request
 from prefork.web.channel import WorkerRequest
 from prefork.web.environ import native
 from prefork.web.requesthooks import FAILED_STATUS, RequestHooks
+from prefork.web.responsehead import checkedHeader, checkedStatus
 from prefork.web.transport import streamTransport
 
 if TYPE_CHECKING:
@@ -42,14 +42,10 @@ WriteCallable = Callable[[bytes], None]
 
 _log = Logger()
 
-#: A response header name must be a token (RFC 9110 section 5.1), and no
-#: value may hold a line break: either would let the application split the
-#: response.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(r"[\r\n\0]")
-_STATUS = re.compile(r"[0-9]{3} [^\r\n\0]*")
 #: SO_LINGER on, with no time: close() resets the connection.
 _LINGER_RESET = struct.pack("ii", 1, 0)
+
+
 class _Exchange:
     """
     One request and the application's response to it: C{start_response},
@@ -95,25 +91,15 @@ class _Exchange:
                 excInfo = None
         elif self.status is not None:
             raise RuntimeError("start_response() called twice without exc_info")
-        if not isinstance(status, str) or not _STATUS.fullmatch(status):
-            raise ValueError(f"WSGI status must be a str like '200 OK', not {status!r}")
         # Checked and encoded here, so that a bad header raises in the
         # application, before anything of the response is set.
-        encoded = []
+        statusLine = checkedStatus(status)
+        encoded = [checkedHeader(header) for header in headers]
         declaredLength = None
-        for header in headers:
-            if not (isinstance(header, tuple) and len(header) == 2 and all(isinstance(x, str) for x in header)):
-                raise TypeError(f"WSGI header must be a (str, str) tuple, not {header!r}")
-            name, value = header
-            if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
-                raise ValueError(f"invalid WSGI header {header!r}")
-            lower = name.lower()
+        for lower, _, rawValue in encoded:
             if lower == "content-length":
-                if not value.isdigit():
-                    raise ValueError(f"invalid WSGI header {header!r}")
-                declaredLength = int(value)
-            encoded.append((lower, name.encode("latin-1"), value.encode("latin-1")))
-        self.statusLine = status.encode("latin-1")
+                declaredLength = int(rawValue)
+        self.statusLine = statusLine
         self.status = status
         self.headers = encoded
         self.declaredLength = declaredLength
