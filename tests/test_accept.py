@@ -151,71 +151,60 @@ def test_a_failing_factory_is_logged_and_the_port_goes_on(served: tuple[Any, Rec
     assert len(factory.made) == 1
 
 
-def test_tcp_connection_builds_its_addresses_once(tmp_path: Path) -> None:
+@pytest.fixture
+def tcpConnection(tmp_path: Path) -> Iterator[tuple[FairTCPPort, FairTCPServer, socket.socket]]:
+    """
+    A fair TCP port, one connection it accepted, and the client's socket.
+    """
     sock = listening(socket.AF_INET, tmp_path)
     factory = Recording()
     port = adoptFairPort(MemoryReactor(), sock.fileno(), socket.AF_INET, factory)
     assert isinstance(port, FairTCPPort)
-    client = socket.create_connection(("127.0.0.1", port.getHost().port))
-    try:
-        port.doRead()
-        transport = factory.made[0].transport
-        assert isinstance(transport, FairTCPServer)
-        first = transport.getHost()
-        assert (first.host, first.port) == ("127.0.0.1", port.getHost().port)
-        assert transport.getHost() is first
-        peer = transport.getPeer()
-        assert (peer.host, peer.port) == client.getsockname()
-        assert transport.getPeer() is peer
-    finally:
-        client.close()
-        factory.made[0].transport.socket.close()  # type: ignore[union-attr]
-        port.socket.close()
-        sock.close()
-
-
-def test_tcp_connection_writes_a_sequence_whole(tmp_path: Path) -> None:
-    sock = listening(socket.AF_INET, tmp_path)
-    factory = Recording()
-    port = adoptFairPort(MemoryReactor(), sock.fileno(), socket.AF_INET, factory)
     client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=30)
-    try:
-        port.doRead()
-        transport = factory.made[0].transport
-        assert isinstance(transport, FairTCPServer)
-        transport.writeSequence([b"HTTP/1.1 ", b"200 OK", b"\r\n"])
-        transport.write(b"!")
-        with pytest.raises(TypeError):
-            transport.writeSequence([b"a", "not bytes"])  # type: ignore[list-item]
-        transport.doWrite()
-        received = b""
-        while len(received) < 18:
-            received += client.recv(100)
-        assert received == b"HTTP/1.1 200 OK\r\n!"
-    finally:
-        client.close()
-        factory.made[0].transport.socket.close()  # type: ignore[union-attr]
-        port.socket.close()
-        sock.close()
+    port.doRead()
+    transport = factory.made[0].transport
+    assert isinstance(transport, FairTCPServer)
+    yield port, transport, client
+    client.close()
+    transport.socket.close()
+    port.socket.close()
+    sock.close()
 
 
-def test_tcp_connections_have_nodelay_from_the_listening_socket(tmp_path: Path) -> None:
-    sock = listening(socket.AF_INET, tmp_path)
-    factory = Recording()
-    port = adoptFairPort(MemoryReactor(), sock.fileno(), socket.AF_INET, factory)
-    assert isinstance(port, FairTCPPort) and port.noDelay
-    client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=30)
-    try:
-        port.doRead()
-        transport = factory.made[0].transport
-        assert isinstance(transport, FairTCPServer)
-        assert transport.getTcpNoDelay()
-        transport.setTcpNoDelay(False)
-        assert not transport.getTcpNoDelay()
-        transport.setTcpNoDelay(True)
-        assert transport.getTcpNoDelay()
-    finally:
-        client.close()
-        factory.made[0].transport.socket.close()  # type: ignore[union-attr]
-        port.socket.close()
-        sock.close()
+def test_tcp_connection_builds_its_addresses_once(
+    tcpConnection: tuple[FairTCPPort, FairTCPServer, socket.socket],
+) -> None:
+    port, transport, client = tcpConnection
+    first = transport.getHost()
+    assert (first.host, first.port) == ("127.0.0.1", port.getHost().port)
+    assert transport.getHost() is first
+    peer = transport.getPeer()
+    assert (peer.host, peer.port) == client.getsockname()
+    assert transport.getPeer() is peer
+
+
+def test_tcp_connection_writes_a_sequence_whole(
+    tcpConnection: tuple[FairTCPPort, FairTCPServer, socket.socket],
+) -> None:
+    _, transport, client = tcpConnection
+    transport.writeSequence([b"HTTP/1.1 ", b"200 OK", b"\r\n"])
+    transport.write(b"!")
+    with pytest.raises(TypeError):
+        transport.writeSequence([b"a", "not bytes"])  # type: ignore[list-item]
+    transport.doWrite()
+    received = b""
+    while len(received) < 18:
+        received += client.recv(100)
+    assert received == b"HTTP/1.1 200 OK\r\n!"
+
+
+def test_tcp_connections_have_nodelay_from_the_listening_socket(
+    tcpConnection: tuple[FairTCPPort, FairTCPServer, socket.socket],
+) -> None:
+    port, transport, _ = tcpConnection
+    assert port.noDelay
+    assert transport.getTcpNoDelay()
+    transport.setTcpNoDelay(False)
+    assert not transport.getTcpNoDelay()
+    transport.setTcpNoDelay(True)
+    assert transport.getTcpNoDelay()

@@ -183,22 +183,26 @@ def test_date_is_formatted_once_a_second() -> None:
     assert date() == datetimeToString(1_800_000_001)
 
 
-def test_when_lost_is_told_of_a_loss_before_the_response_ends() -> None:
-    channel, transport, _, site = connected()
+def heldWithWhenLost() -> tuple[WorkerChannel, Request, list[Failure]]:
+    """
+    A connection with a request held in flight, whose C{whenLost} records.
+    """
+    channel, _, _, site = connected()
     channel.dataReceived(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
     [held] = site.resource.held  # type: ignore[attr-defined]
     reasons: list[Failure] = []
     held.whenLost = reasons.append
+    return channel, held, reasons
+
+
+def test_when_lost_is_told_of_a_loss_before_the_response_ends() -> None:
+    channel, _, reasons = heldWithWhenLost()
     channel.connectionLost(Failure(ConnectionDone()))
     assert len(reasons) == 1 and reasons[0].check(ConnectionDone)
 
 
 def test_when_lost_is_quiet_once_the_response_ended() -> None:
-    channel, transport, _, site = connected()
-    channel.dataReceived(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
-    [held] = site.resource.held  # type: ignore[attr-defined]
-    reasons: list[Failure] = []
-    held.whenLost = reasons.append
+    channel, held, reasons = heldWithWhenLost()
     held.finish()
     channel.connectionLost(Failure(ConnectionDone()))
     assert reasons == []
