@@ -29,8 +29,6 @@ from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.process import Process
 from twisted.logger import ILogObserver, Logger, LogPublisher
-from twisted.protocols.basic import LineReceiver
-from twisted.web.http import HTTPChannel
 
 from prefork import __version__
 
@@ -120,131 +118,6 @@ def checkTwisted() -> None:
                 f"twisted-prefork {__version__} does not support Twisted {twistedVersion()}: "
                 f"it has no {private.qualifiedName}"
             )
-
-
-# The request path: Twisted's HTTP/1.1 parser, its private steps as hooks.
-
-
-class HookedHTTPChannel(HTTPChannel):
-    """
-    Twisted's L{HTTPChannel}, with the private steps of its parser that a
-    server needs to change offered as documented hooks and accessors.
-
-    Override L{badRequest}, L{bodyFramingReceived} and L{continueExpected};
-    read the request being parsed with L{requestLine}, L{readingRequestLine},
-    L{receivedHeaderCount} and L{bufferedBytes}.
-    """
-
-    def badRequest(self) -> None:
-        """
-        Twisted refuses the request being read (a malformed request line or
-        header, too many or too long header fields, a body it cannot
-        frame): by default, a bare 400 and a close.
-        """
-        HTTPChannel._respondToBadRequestAndDisconnect(self)
-
-    def _respondToBadRequestAndDisconnect(self) -> None:
-        self.badRequest()
-
-    def bodyFramingReceived(self, name: bytes, value: bytes) -> bool:
-        """
-        A C{content-length} or C{transfer-encoding} field arrived (C{name}
-        in lower case): install a body decoder with L{useBodyDecoder}, or
-        refuse the request.
-
-        @return: Whether parsing goes on.
-        """
-        raise NotImplementedError
-
-    def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
-        name = _FRAMING_FIELDS.get(header)
-        if name is None:
-            return True
-        return self.bodyFramingReceived(name, data)
-
-    def useBodyDecoder(self, decoder: Any, length: int | None) -> None:
-        """
-        Read this request's body with C{decoder}: an object whose
-        C{dataReceived(bytes)} takes the bytes after the head and that
-        calls L{bodyComplete} with what follows the body.  C{length} is the
-        body's length, L{None} when the framing does not tell.
-        """
-        self._transferDecoder = decoder
-        self.length = length
-
-    @property
-    def hasBodyDecoder(self) -> bool:
-        """
-        Whether this request's body framing is already chosen.
-        """
-        return self._transferDecoder is not None
-
-    def bodyComplete(self, rest: bytes) -> None:
-        """
-        The body is in; C{rest} (the bytes after it) is the next request.
-        """
-        self._finishRequestBody(rest)
-
-    def continueExpected(self) -> None:
-        """
-        The request asked for C{100 Continue} before its body: by default,
-        send it at once.
-        """
-        self.sendContinue()
-
-    def _send100Continue(self) -> None:
-        self.continueExpected()
-
-    def sendContinue(self) -> None:
-        """
-        Send C{100 Continue}.
-        """
-        HTTPChannel._send100Continue(self)
-
-    @property
-    def requestLine(self) -> tuple[bytes, bytes, bytes]:
-        """
-        The method, target and version of the request whose head is being
-        read (until its body is complete).
-        """
-        return self._command, self._path, self._version
-
-    def setRequestTarget(self, target: bytes) -> None:
-        """
-        Give the request being read C{target} in place of the one it came
-        with.
-        """
-        self._path = target
-
-    @property
-    def readingRequestLine(self) -> bool:
-        """
-        Whether the next line is a request line, not a header field.
-        """
-        return bool(self._HTTPChannel__first_line)  # type: ignore[attr-defined]
-
-    @property
-    def receivedHeaderCount(self) -> int:
-        """
-        How many header fields of the current request Twisted has counted.
-        """
-        return int(self._receivedHeaderCount)
-
-    @property
-    def bufferedBytes(self) -> bytes:
-        """
-        What has been received and not parsed yet (a partial line).
-        """
-        return bytes(getattr(self, "_buffer", b""))
-
-
-#: The fields that frame a body, as Twisted spells them: canonicalised
-#: (Content-Length) since 24.10, in lower case before.
-_FRAMING_FIELDS = {
-    spelling: name
-    for name in (b"content-length", b"transfer-encoding")
-    for spelling in (name, name.title())
-}
 
 
 # The worker's listening ports.
@@ -386,25 +259,7 @@ def _names(owner: Any, since: str, use: str, *names: str, parameters: Sequence[s
 
 #: Every private name of Twisted's used above, with what for and since when.
 PRIVATE_NAMES: tuple[PrivateName, ...] = tuple(
-    _names(HTTPChannel, "16.3.0", "HookedHTTPChannel.badRequest: answer Twisted's own refusals like ours",
-           "_respondToBadRequestAndDisconnect", parameters=())
-    + _names(HTTPChannel, "20.3.0", "HookedHTTPChannel.bodyFramingReceived: frame bodies by RFC 9112 rules",
-             "_maybeChooseTransferDecoder", parameters=("header", "data"))
-    + _names(HTTPChannel, "10.0.0", "HookedHTTPChannel.useBodyDecoder: install our body decoders",
-             "_transferDecoder", onInstance=True)
-    + _names(HTTPChannel, "10.0.0", "HookedHTTPChannel.bodyComplete: a decoder's end of body",
-             "_finishRequestBody", parameters=("data",))
-    + _names(HTTPChannel, "16.3.0", "HookedHTTPChannel.continueExpected: send 100 Continue when the app reads",
-             "_send100Continue", parameters=())
-    + _names(HTTPChannel, "10.0.0", "HookedHTTPChannel.requestLine: check and rewrite the request line",
-             "_command", "_path", "_version", onInstance=True)
-    + _names(HTTPChannel, "10.0.0", "HookedHTTPChannel.readingRequestLine: 414 or 431 for a long line",
-             "_HTTPChannel__first_line")
-    + _names(HTTPChannel, "10.0.0", "HookedHTTPChannel.receivedHeaderCount: 431 for too many fields",
-             "_receivedHeaderCount")
-    + _names(LineReceiver, "12.3.0", "HookedHTTPChannel.bufferedBytes: whether a connection is idle",
-             "_buffer")
-    + _names(tcp.Port, "12.1.0", "adoptListeningPort: our fair-accept TCP port on an inherited socket",
+    _names(tcp.Port, "12.1.0", "adoptListeningPort: our fair-accept TCP port on an inherited socket",
              "_fromListeningDescriptor", parameters=("reactor", "fd", "addressFamily", "factory"))
     + _names(unix.Port, "17.9.0", "adoptListeningPort: our fair-accept UNIX port on an inherited socket",
              "_fromListeningDescriptor", parameters=("reactor", "fd", "factory"))

@@ -4,11 +4,10 @@ Resources the unit tests serve.
 
 from __future__ import annotations
 
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from prefork.web.request import WorkerRequest
 
 
-class Held(Resource):
+class Held:
     """
     Answers at once, or (C{/held}) keeps the request until the test
     finishes it: a request in flight.
@@ -17,11 +16,10 @@ class Held(Resource):
     isLeaf = True
 
     def __init__(self) -> None:
-        super().__init__()
-        self.held: list[Request] = []
+        self.held: list[WorkerRequest] = []
 
-    def render(self, request: Request) -> bytes | int:
+    def render(self, request: WorkerRequest) -> None:
         if request.path == b"/held":
             self.held.append(request)
-            return NOT_DONE_YET
-        return b"hello"
+            return
+        request.respond(200, None, [(b"Content-Type", b"text/plain")], b"hello", 5)

@@ -6,6 +6,7 @@ file, reopened on USR1.
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import signal
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from rawhttp import exchange
 from server import TIMEOUT, Server, waitUntil
 
 APP = ("--app", "testapp:application")
@@ -134,3 +136,34 @@ def test_without_access_log_nothing_is_written(serve, logged: bool) -> None:
     server.waitFor("<EOF>")
     assert "Generation 1 has ended" in server.output
     assert ('"GET / HTTP/1.1"' in server.output) == logged
+
+
+@pytest.mark.parametrize("form", ["combined", "json"])
+def test_refusals_are_logged(serve, tmp_path: Path, form: str) -> None:
+    """
+    A request the server refuses itself is logged like any other, with what
+    could be read of its request line; JSON stays valid whatever the bytes.
+    """
+    log = tmp_path / "access.log"
+    options = ("--access-log-format", "json") if form == "json" else ()
+    server = serve(*APP, "--workers", "1", "--limit-request-field-size", "100", "--access-log", str(log), *options)
+    refused = {
+        b"GET /long?q HTTP/1.1\r\nHost: x\r\nX-Long: " + b"v" * 200 + b"\r\n\r\n": 431,
+        b"GET /a\"b\xff HTTP/1.1\r\n\r\n": 400,
+        b"\x16\x03\x01\x00\xa5\x01\x00\r\n\r\n": 400,
+    }
+    for data, code in refused.items():
+        responses, reader = exchange(server.port, data)
+        reader.sock.close()
+        assert [r.status for r in responses] == [code]
+    waitUntil(lambda: len(lines(log)) == len(refused), what="a line for each refusal")
+    written = lines(log)
+    if form == "json":
+        entries = [json.loads(line) for line in written]
+        assert [(e["method"], e["path"], e["status"]) for e in entries[:2]] == [
+            ("GET", "/long", 431), ("GET", '/a"b\\xff', 400)]
+        assert entries[2]["status"] == 400 and "\x16" in entries[2]["path"]
+    else:
+        assert '"GET /long?q HTTP/1.1" 431 ' in written[0]
+        assert '"GET /a\\"b\\xff HTTP/1.1" 400 ' in written[1]
+        assert '"- \\x16\\x03\\x01\\x00\\xa5\\x01\\x00 -" 400 ' in written[2]

@@ -26,7 +26,7 @@ from prefork.child import heartbeat, worker
 from prefork.child.worker import IDLE_GRACE, QUICK_STOP_TIMEOUT, Worker
 from prefork.config import ServerConfig
 from prefork.messages import Event, Message
-from prefork.web.channel import WorkerChannel
+from prefork.web.connection import HTTPConnection
 from resources import Held
 from server import TIMEOUT
 
@@ -157,7 +157,7 @@ class Running:
 
 
 class Connection:
-    def __init__(self, channel: WorkerChannel, transport: Transport) -> None:
+    def __init__(self, channel: HTTPConnection, transport: Transport) -> None:
         self.channel = channel
         self.transport = transport
 

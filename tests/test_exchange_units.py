@@ -17,7 +17,6 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,10 +25,8 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from twisted.web.test.requesthelper import DummyRequest
 
-from prefork.web.channel import WorkerChannel
-from prefork.web.exchange import _InReactorExchange
+from prefork.web.connection import HTTPConnection
 from prefork.web.site import WorkerSite
 from prefork.web.wsgi import WorkerWSGIResource
 from rawhttp import Reader, Response
@@ -109,7 +106,7 @@ class FakeSocketFile:
 
 @dataclass
 class Connection:
-    channel: WorkerChannel
+    channel: HTTPConnection
     transport: SocketTransport
     pool: QueuedPool | None
 
@@ -136,12 +133,11 @@ class Connection:
         Ask each request's pull producer for its body until it is done, as
         the reactor's cooperator does for a connection that can take more.
         """
-        for request in list(self.channel.requests):
-            for _ in range(1000):
-                if request.producer is None:
-                    break
-                request.producer.resumeProducing()
-            assert request.producer is None, "the body never ended"
+        for _ in range(1000):
+            if self.transport.producer is None:
+                break
+            self.transport.producer.resumeProducing()
+        assert self.transport.producer is None, "the body never ended"
 
     def lose(self) -> None:
         self.channel.connectionLost(Failure(ConnectionDone()))
@@ -379,93 +375,84 @@ def test_close_is_called_when_the_client_leaves_a_threaded_stream() -> None:
     assert b"second" not in connection.transport.value()
 
 
-# The reactor-thread runner, driven by a request that plays the connection.
+# The reactor-thread runner, pulled by the test as the transport would.
 
 
-class PullingRequest(DummyRequest):
+def pulling(body: Body) -> tuple[Connection, Body]:
+    connection = connect(lambda environ, start_response: (start_response("200 OK", TEXT), body)[1], False)
+    connection.channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    connection.transport.clear()
+    return connection, body
+
+
+def chunks(connection: Connection) -> list[bytes]:
     """
-    A request whose connection is the test: the exchange registers itself
-    as a pull producer, and the test asks it for each chunk, as a
-    connection does each time its buffer has room.
+    The body chunks sent so far, without their chunked framing.
     """
-
-    def __init__(self) -> None:
-        super().__init__([b""])
-        self.method = b"GET"
-        self.uri = b"/"
-        self.sentLength = 0
-        self.producer: Any = None
-        self.streaming: bool | None = None
-        self.channel = SimpleNamespace(transport=SocketTransport())
-
-    @property
-    def code(self) -> int:
-        return self.responseCode or 200
-
-    def write(self, data: bytes) -> None:
-        super().write(data)
-        self.sentLength += len(data)
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        assert self.producer is None
-        self.producer, self.streaming = producer, streaming
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-
-    def lose(self) -> None:
-        self.processingFailed(Failure(ConnectionDone()))
-
-
-def pulling(body: Body) -> tuple[PullingRequest, Body]:
-    request = PullingRequest()
-    exchange = _InReactorExchange(request, {"REQUEST_METHOD": "GET"})  # type: ignore[arg-type]
-    exchange.run(lambda environ, start_response: (start_response("200 OK", TEXT), body)[1])
-    return request, body
+    data = connection.transport.value().partition(b"\r\n\r\n")[2]
+    return [line for line in data.split(b"\r\n")[1::2] if line]
 
 
 def test_streamed_body_is_pulled_one_chunk_per_request_for_more() -> None:
-    request, body = pulling(Body(b"a", b"", b"b", b"c"))
-    # Registered as a pull producer; nothing is read until the connection
+    connection, body = pulling(Body(b"a", b"", b"b", b"c"))
+    transport = connection.transport
+    # Registered as a pull producer; nothing is read until the transport
     # asks, so a slow client slows the application.
-    assert request.streaming is False and body.pulled == 0 and request.written == []
-    request.producer.resumeProducing()
-    assert request.written == [b"a"] and body.pulled == 1
+    assert transport.streaming is False and body.pulled == 0
+    transport.producer.resumeProducing()
+    assert chunks(connection) == [b"a"] and body.pulled == 1
     # An empty chunk is skipped: each pull sends something.
-    request.producer.resumeProducing()
-    assert request.written == [b"a", b"b"] and body.pulled == 3
-    request.producer.resumeProducing()
-    assert request.written == [b"a", b"b", b"c"]
-    assert not request.finished and body.closed == 0
-    request.producer.resumeProducing()
-    assert request.producer is None and request.finished == 1 and body.closed == 1
+    transport.producer.resumeProducing()
+    assert chunks(connection) == [b"a", b"b"] and body.pulled == 3
+    transport.producer.resumeProducing()
+    assert chunks(connection) == [b"a", b"b", b"c"]
+    assert body.closed == 0
+    transport.producer.resumeProducing()
+    assert transport.producer is None and body.closed == 1
+    assert transport.value().endswith(b"0\r\n\r\n")
 
 
 def test_pulled_stream_stops_when_the_client_leaves() -> None:
-    request, body = pulling(Body(b"a", b"b", b"c"))
-    producer = request.producer
+    connection, body = pulling(Body(b"a", b"b", b"c"))
+    producer = connection.transport.producer
     producer.resumeProducing()
-    request.lose()
+    connection.lose()
     assert body.closed == 1
     # The connection may still ask once more as it winds down: nothing is
     # pulled, nothing written.
     producer.resumeProducing()
     producer.stopProducing()
-    assert body.pulled == 1 and request.written == [b"a"] and body.closed == 1
+    assert body.pulled == 1 and chunks(connection) == [b"a"] and body.closed == 1
 
 
 def test_pulled_stream_error_before_anything_was_sent_is_a_500() -> None:
-    request, body = pulling(Body(RuntimeError("failed at once")))
-    request.producer.resumeProducing()
-    assert request.producer is None
-    assert (request.responseCode, b"".join(request.written), request.finished) == (500, ERROR_BODY, 1)
+    connection = connect(lambda environ, start_response: (start_response("200 OK", TEXT), body)[1], False)
+    body = Body(RuntimeError("failed at once"))
+    [response] = connection.get()
+    assert connection.transport.producer is None
+    assert (response.status, response.body) == (500, ERROR_BODY)
     assert body.closed == 1
 
 
 def test_pulled_stream_error_midway_resets() -> None:
-    request, body = pulling(Body(b"a", RuntimeError("failed mid-body")))
-    request.producer.resumeProducing()
-    request.producer.resumeProducing()
-    assert request.producer is None and request.written == [b"a"] and not request.finished
-    assert request.channel.transport.reset
+    connection, body = pulling(Body(b"a", RuntimeError("failed mid-body")))
+    connection.transport.producer.resumeProducing()
+    connection.transport.producer.resumeProducing()
+    assert connection.transport.producer is None and chunks(connection) == [b"a"]
+    assert connection.transport.reset
     assert body.closed == 1
+
+
+@runners
+def test_hop_by_hop_fields_of_the_application_are_dropped(threaded: bool) -> None:
+    fields = [
+        ("Transfer-Encoding", "chunked"), ("Connection", "keep-alive, Upgrade"), ("Keep-Alive", "timeout=5"),
+        ("Upgrade", "h2c"), ("TE", "trailers"), ("Trailer", "X-Sum"), ("Proxy-Connection", "close"),
+    ]
+    body = b"hello"
+    connection = connect(lambda environ, start_response: (start_response("200 OK", TEXT + fields), [body])[1], threaded)
+    [response] = connection.get()
+    assert response.status == 200 and response.body == body
+    names = set(response.headers)
+    assert names.isdisjoint({"transfer-encoding", "keep-alive", "upgrade", "te", "trailer", "proxy-connection"})
+    assert response.header("content-length") == "5" and response.header("connection") is None

@@ -10,9 +10,11 @@ import json
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -320,3 +322,95 @@ def test_status_page_says_https(serve, certificate) -> None:
     assert status(server)["listening"] == [url]
     code, _, page = fetch(server, "/")
     assert code == 200 and url.encode() in page
+
+
+class SilentTLSClient:
+    """
+    A TLS client that never answers the server's close_notify, nor closes
+    its side of the TCP connection: the connection goes only if the server
+    cuts it.
+    """
+
+    def __init__(self, port: int, certificate: Path) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = clientContext(certificate).wrap_bio(self._in, self._out, server_hostname="localhost")
+        self._until(self.tls.do_handshake)
+
+    def _until(self, operation: Callable[[], object]) -> object:
+        while True:
+            try:
+                result = operation()
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self.sock.recv(65536)
+                assert data, "the server closed during the exchange"
+                self._in.write(data)
+                continue
+            self._flush()
+            return result
+
+    def _flush(self) -> None:
+        if data := self._out.read():
+            self.sock.sendall(data)
+
+    def request(self, data: bytes) -> bytes:
+        """
+        Send C{data}, and the first bytes of the response.
+        """
+        self.tls.write(data)
+        self._flush()
+        return self._until(lambda: self.tls.read(65536))  # type: ignore[return-value]
+
+    def secondsUntilClosed(self) -> float:
+        """
+        How long until the TCP connection ends, reading (and ignoring) what
+        the server sends: a close_notify stays unanswered.
+        """
+        started = time.monotonic()
+        self.sock.settimeout(TIMEOUT)
+        try:
+            while self.sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        return time.monotonic() - started
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_closed_tls_connection_is_gone_whatever_the_client_does(serve, certificate) -> None:
+    """
+    Whenever the server closes a TLS connection (its timeouts, a response
+    that ends the connection, a refusal, a drain), the TCP connection ends
+    within a few seconds even when the client never answers close_notify.
+    """
+    key, crt = certificate
+    server = serve(
+        *APP, "--workers", "1", "--header-timeout", "1", "--keepalive-timeout", "1",
+        "--limit-request-field-size", "100", listen=sslListen(key, crt),
+    )
+    get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    actions: dict[str, Callable[[SilentTLSClient], object]] = {
+        "header timeout": lambda client: None,
+        "keep-alive timeout": lambda client: client.request(get),
+        "connection close": lambda client: client.request(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        "refusal": lambda client: client.request(b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"v" * 200 + b"\r\n\r\n"),
+    }
+    for name, action in actions.items():
+        client = SilentTLSClient(server.port, crt)
+        try:
+            action(client)
+            assert client.secondsUntilClosed() < 8, name
+        finally:
+            client.close()
+    # A drain: TERM, with a connection kept idle by a client that will not
+    # close it; the worker cannot exit before the connection is gone.
+    client = SilentTLSClient(server.port, crt)
+    try:
+        client.request(b"GET /sleep?seconds=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        server.signal(signal.SIGTERM)
+        assert client.secondsUntilClosed() < 8
+    finally:
+        client.close()

@@ -23,15 +23,13 @@ from incremental import Version
 from twisted.internet import tcp
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.protocol import Factory
-from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.internet.testing import MemoryReactor
 from twisted.logger import LogPublisher
-from twisted.web.http import HTTPFactory, Request
 
 from prefork import __version__, twistedinternals
 from prefork.child.accept import FairTCPPort, FairUNIXPort
 from prefork.twistedinternals import (
     PRIVATE_NAMES,
-    HookedHTTPChannel,
     PrivateName,
     UnsupportedTwisted,
     adoptListeningPort,
@@ -57,52 +55,6 @@ def changed(private: PrivateName, what: str) -> str:
     )
 
 
-class Recording(HookedHTTPChannel):
-    """
-    Records what the hooks see; frames every body by its Content-Length.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[Any] = []
-
-    def badRequest(self) -> None:
-        self.seen.append("badRequest")
-        super().badRequest()
-
-    def bodyFramingReceived(self, name: bytes, value: bytes) -> bool:
-        self.seen.append((name, value))
-        self.useBodyDecoder(_Identity(int(value), self), int(value))
-        return True
-
-    def continueExpected(self) -> None:
-        self.seen.append("continueExpected")
-        super().continueExpected()
-
-
-class _Identity:
-    def __init__(self, length: int, channel: Recording) -> None:
-        self.length, self.channel = length, channel
-
-    def dataReceived(self, data: bytes) -> None:
-        self.channel.requests[-1].handleContentChunk(data[: self.length])
-        self.channel.bodyComplete(data[self.length:])
-
-
-class _Request(Request):
-    def process(self) -> None:
-        self.channel.seen.append(("process", self.method, self.uri, self.content.read()))
-
-
-def connected() -> tuple[Recording, StringTransport]:
-    channel = Recording()
-    channel.requestFactory = _Request
-    channel.factory = HTTPFactory()
-    transport = StringTransport()
-    channel.makeConnection(transport)
-    return channel, transport
-
-
 @functools.cache
 def _reactor() -> EPollReactor:
     return EPollReactor()
@@ -117,11 +69,8 @@ def liveOwner(private: PrivateName) -> object:
         return LogPublisher()
     if private.owner is EPollReactor:
         return _reactor()
-    if private.name == "_fileDescriptor":
-        return tcp._reservedFD
-    channel, _ = connected()
-    channel.dataReceived(b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n")
-    return channel
+    assert private.name == "_fileDescriptor", private
+    return tcp._reservedFD
 
 
 @pytest.mark.parametrize("private", PRIVATE_NAMES, ids=lambda p: p.qualifiedName)
@@ -138,36 +87,6 @@ def test_private_name_has_its_shape(private: PrivateName) -> None:
 def test_every_private_name_is_documented() -> None:
     for private in PRIVATE_NAMES:
         assert private.name.startswith("_") and private.use and re.fullmatch(r"\d+\.\d+\.\d+", private.since), private
-
-
-def test_channel_hooks() -> None:
-    """
-    Twisted's parser calls each hook where the request path expects it, and
-    the accessors read the request being parsed.
-    """
-    channel, transport = connected()
-    assert channel.readingRequestLine
-    channel.dataReceived(b"POST /a?b HTTP/1.1\r\n")
-    assert not channel.readingRequestLine
-    assert channel.requestLine == (b"POST", b"/a?b", b"HTTP/1.1")
-    channel.dataReceived(b"Host: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\nX-Partial")
-    assert channel.bufferedBytes == b"X-Partial"
-    channel.dataReceived(b": 1\r\n")
-    assert channel.receivedHeaderCount == 3  # X-Partial waits for the next line (a folded one?)
-    assert channel.hasBodyDecoder
-    channel.setRequestTarget(b"/c")
-    channel.dataReceived(b"\r\nbodyGET")
-    assert channel.seen == [
-        (b"content-length", b"4"), "continueExpected", ("process", b"POST", b"/c", b"body"),
-    ], f"with Twisted {twisted.__version__}, HookedHTTPChannel's hooks saw {channel.seen}"
-    assert transport.value() == b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-def test_bad_request_hook() -> None:
-    channel, transport = connected()
-    channel.dataReceived(b"GET / HTTP/9.9\r\n")
-    assert channel.seen == ["badRequest"]
-    assert transport.value().startswith(b"HTTP/1.1 400 ")
 
 
 def test_spare_descriptor() -> None:
@@ -211,13 +130,13 @@ def test_supported_versions(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_lost_private_name_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    gone = PrivateName(HTTPFactory, "_gone", "nothing", "10.0.0")
+    gone = PrivateName(Factory, "_gone", "nothing", "10.0.0")
     monkeypatch.setattr(twistedinternals, "PRIVATE_NAMES", (*PRIVATE_NAMES, gone))
     with pytest.raises(UnsupportedTwisted) as raised:
         checkTwisted()
     assert str(raised.value) == (
         f"twisted-prefork {__version__} does not support Twisted {twisted.__version__}: "
-        "it has no twisted.web.http.HTTPFactory._gone"
+        "it has no twisted.internet.protocol.Factory._gone"
     )
 
 

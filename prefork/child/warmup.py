@@ -25,7 +25,8 @@ from twisted.internet.testing import StringTransport
 from zope.interface import implementedBy
 
 from prefork.child.accept import FairTCPPort, FairUNIXPort
-from prefork.web.channel import WorkerChannel, WorkerRequest
+from prefork.web.connection import HTTPConnection
+from prefork.web.request import WorkerRequest
 from prefork.web.site import WorkerSite
 from prefork.web.wsgi import WorkerWSGIResource
 
@@ -62,7 +63,7 @@ class _Transport(StringTransport):
     An in-memory TCP connection that tells its channel when it closes.
     """
 
-    def __init__(self, channel: WorkerChannel) -> None:
+    def __init__(self, channel: HTTPConnection) -> None:
         super().__init__(IPv4Address("TCP", "127.0.0.1", 80), IPv4Address("TCP", "127.0.0.1", 1))
         self.channel = channel
 
@@ -84,14 +85,14 @@ def warmRequestPath() -> bytes:
 
     @return: The response, for a test to check that the path really ran.
     """
-    for cls in (FairTCPPort, FairUNIXPort, WorkerChannel, WorkerRequest, WorkerSite, WorkerWSGIResource):
+    for cls in (FairTCPPort, FairUNIXPort, HTTPConnection, WorkerRequest, WorkerSite, WorkerWSGIResource):
         implementedBy(cls)
     clock = _ThreadlessClock()
     resource = WorkerWSGIResource(clock, None, _application, {})  # type: ignore[arg-type]
     site = WorkerSite(resource, 0, lambda: None, reactor=clock)
     site.startFactory()
     try:
-        channel: WorkerChannel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
         transport = _Transport(channel)
         channel.makeConnection(transport)
         channel.dataReceived(WARMUP_REQUEST)

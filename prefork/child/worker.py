@@ -156,13 +156,13 @@ class Worker:
             self.accessLog,
             limits=config.requestLimits(),
             continueOnRead=self.threadpool is not None,
+            nearLimit=successorPoint(self.limit),
+            nearingLimit=self._askForSuccessor,
+            changed=lambda: self.heartbeat.changed(),
         )
-        self.site.nearLimit = successorPoint(self.limit)
         self.view.limit = self.limit
         self.view.site = self.site
-        self.site.nearingLimit = self._askForSuccessor
         self.heartbeat = Heartbeat(self.pid, self.site)
-        self.site.changed = self.heartbeat.changed
         self._listeners = listeners
         self._creators = connectionCreators
         self._ports: list[FairTCPPort | FairUNIXPort] = []

@@ -35,7 +35,8 @@ from itertools import count
 from typing import Any
 
 from twisted.logger import Logger
-from twisted.web.server import Request
+
+from prefork.web.request import WorkerRequest
 
 _log = Logger()
 
@@ -88,7 +89,7 @@ class Ended:
 
     __slots__ = ("duration", "ended", "request", "scheme")
 
-    def __init__(self, request: Request, duration: float, ended: float, scheme: str) -> None:
+    def __init__(self, request: WorkerRequest, duration: float, ended: float, scheme: str) -> None:
         self.request = request
         self.duration = duration
         self.ended = ended
@@ -133,13 +134,12 @@ def isoTime(seconds: float) -> str:
     )
 
 
-def clientAddress(request: Request) -> str | None:
+def clientAddress(request: WorkerRequest) -> str | None:
     """
     The client as the application was told of it: by a trusted proxy, or
     the connection's peer (L{None} on a UNIX socket).
     """
-    forwarded: str | None = getattr(request, "preforkClient", None)
-    return forwarded or getattr(request.getClientAddress(), "host", None)
+    return request.preforkClient or getattr(request.getClientAddress(), "host", None)
 
 
 def _header(headers: Any, name: bytes) -> bytes | None:
@@ -362,7 +362,7 @@ class AccessLog:
         """
         return f"{self._idPrefix}-{next(self._ids)}".encode("ascii")
 
-    def write(self, request: Request, duration: float) -> None:
+    def write(self, request: WorkerRequest, duration: float) -> None:
         """
         Log C{request}, which has just ended after C{duration} seconds.
         """
@@ -443,8 +443,8 @@ def _isPipe(fd: int) -> bool:
         return True
 
 
-def _secure(request: Request) -> bool:
-    forwarded: str | None = getattr(request, "preforkScheme", None)
+def _secure(request: WorkerRequest) -> bool:
+    forwarded = request.preforkScheme
     if forwarded is not None:
         return forwarded == "https"
     return bool(request.isSecure())

@@ -10,10 +10,9 @@ import sys
 from typing import Any, NamedTuple
 from urllib.parse import unquote_to_bytes
 
-from twisted.web.server import Request
-
 from prefork.web.forwarded import FORWARDING_KEYS, applyForwarded
 from prefork.web.proxies import TrustedProxies
+from prefork.web.request import WorkerRequest
 
 
 def native(b: bytes) -> str:
@@ -83,29 +82,37 @@ class _ConnectionFacts(NamedTuple):
     peerHost: str | None
 
 
-def _connectionFacts(request: Request) -> _ConnectionFacts:
+def _connectionFacts(request: WorkerRequest) -> _ConnectionFacts:
     """
     What the environ says of the connection: the same for every request of a
     keep-alive connection, so worked out once for it.
     """
-    # Kept on the channel, whichever class it is, for its next requests.
-    channel: Any = request.channel
-    facts: _ConnectionFacts | None = getattr(channel, "_preforkFacts", None)
+    connection = request.connection
+    facts: _ConnectionFacts | None = connection.facts
     if facts is None:
-        peer = request.getClientAddress()
+        peer = connection.peer
         remoteHost, remotePort = _addressParts(peer)
-        localHost, localPort = _addressParts(request.getHost())
-        secure = request.isSecure()
+        localHost, localPort = _addressParts(connection.host)
+        secure = connection.secure
         if localPort == "0":
             # A UNIX socket has no port: say what the client would have used.
             localPort = "443" if secure else "80"
         facts = _ConnectionFacts(remoteHost, remotePort, localHost, localPort, secure, getattr(peer, "host", None))
-        channel._preforkFacts = facts
+        connection.facts = facts
     return facts
 
 
+def _serverName(host: bytes) -> str:
+    """
+    The host name in a Host field value, without its port.
+    """
+    if host[:1] == b"[":
+        return native(host.split(b"]", 1)[0] + b"]")
+    return native(host.split(b":", 1)[0])
+
+
 def buildEnviron(
-    request: Request,
+    request: WorkerRequest,
     extra: dict[str, Any],
     scriptName: str = "",
     trusted: TrustedProxies | None = None,
@@ -122,8 +129,9 @@ def buildEnviron(
     # Most paths have nothing to unquote.
     scriptName, pathInfo = splitPath(native(unquote_to_bytes(path) if b"%" in path else path), scriptName)
     connection = _connectionFacts(request)
-    if request.getHeader(b"host"):
-        serverName = native(request.getRequestHostname())
+    host = request.getHeader(b"host")
+    if host:
+        serverName = _serverName(host)
     else:
         serverName = connection.localHost
     environ: dict[str, Any] = {
@@ -159,7 +167,7 @@ def buildEnviron(
     if forwarding and trusted is not None and connection.peerHost in trusted:
         applyForwarded(environ, trusted)
         # The access log names the client the application was told of.
-        request.preforkClient = environ["REMOTE_ADDR"]  # type: ignore[attr-defined]
-        request.preforkScheme = environ["wsgi.url_scheme"]  # type: ignore[attr-defined]
+        request.preforkClient = environ["REMOTE_ADDR"]
+        request.preforkScheme = environ["wsgi.url_scheme"]
     environ.update(extra)
     return environ

@@ -25,12 +25,11 @@ from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import INTERNAL_SERVER_ERROR, NO_BODY_CODES
-from twisted.web.server import Request
 
-from prefork.web.channel import WorkerRequest
 from prefork.web.environ import native
+from prefork.web.request import WorkerRequest
 from prefork.web.requesthooks import FAILED_STATUS, RequestHooks
-from prefork.web.responsehead import checkedHeader, checkedStatus
+from prefork.web.responsehead import HOP_BY_HOP, checkedHeader, checkedStatus
 from prefork.web.transport import streamTransport
 
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 class _Exchange:
     """
     One request and the application's response to it: C{start_response},
-    the status and headers, and how they reach the L{Request}.
+    the status and headers, and how they reach the L{WorkerRequest}.
 
     Methods named C{send*} and L{fail} run in the reactor thread.
 
@@ -63,7 +62,7 @@ class _Exchange:
     hooks: RequestHooks | None = None
     _hookStarted = 0.0
 
-    def __init__(self, request: Request, environ: dict[str, Any], displayTracebacks: bool = False) -> None:
+    def __init__(self, request: WorkerRequest, environ: dict[str, Any], displayTracebacks: bool = False) -> None:
         self.request = request
         self.environ = environ
         self.displayTracebacks = displayTracebacks
@@ -71,11 +70,7 @@ class _Exchange:
         self.headers: list[tuple[str, bytes, bytes]] = []
         self.headersSent = False
         self.disconnected = False
-        request.defaultContentType = None
-        if isinstance(request, WorkerRequest):
-            request.whenLost = self._lost
-        else:
-            request.notifyFinish().addErrback(self._lost)
+        request.whenLost = self._lost
 
     def _lost(self, reason: Failure) -> None:
         self.disconnected = True
@@ -96,9 +91,20 @@ class _Exchange:
         statusLine = checkedStatus(status)
         encoded = [checkedHeader(header) for header in headers]
         declaredLength = None
-        for lower, _, rawValue in encoded:
+        hopByHop = False
+        for lower, rawName, rawValue in encoded:
             if lower == "content-length":
                 declaredLength = int(rawValue)
+            elif lower in HOP_BY_HOP:
+                hopByHop = True
+                # The server alone frames the message (PEP 3333, RFC 9112
+                # section 6.3).
+                _log.warn(
+                    "WSGI application set hop-by-hop header field {name!r} for {uri}; dropped",
+                    name=native(rawName), uri=native(self.request.uri),
+                )
+        if hopByHop:
+            encoded = [field for field in encoded if field[0] not in HOP_BY_HOP]
         self.statusLine = statusLine
         self.status = status
         self.headers = encoded
@@ -119,24 +125,23 @@ class _Exchange:
         """
         raise NotImplementedError()
 
-    def sendHeaders(self, bodyLength: int | None = None) -> None:
+    def _head(self, bodyLength: int | None) -> tuple[int, bytes, list[tuple[bytes, bytes]], int | None]:
+        """
+        The status code, reason, fields and length of the response head.
+        """
         if self.status is None:
             raise RuntimeError("WSGI application returned without calling start_response()")
-        request = self.request
-        request.setResponseCode(int(self.statusLine[:3]), self.statusLine[4:])
-        responseHeaders = request.responseHeaders
-        for lower, rawName, rawValue in self.headers:
-            if lower in ("server", "date"):
-                responseHeaders.setRawHeaders(rawName, [rawValue])
-            else:
-                responseHeaders.addRawHeader(rawName, rawValue)
-        if (
-            bodyLength is not None
-            and self.declaredLength is None
-            and request.method != b"HEAD"
-            and request.code not in NO_BODY_CODES
-        ):
-            responseHeaders.setRawHeaders(b"content-length", [b"%d" % bodyLength])
+        statusLine = self.statusLine
+        code = int(statusLine[:3])
+        if self.request.method == b"HEAD" or code in NO_BODY_CODES:
+            # No body to frame: the application's Content-Length, if any,
+            # stands as it gave it.
+            return code, statusLine[4:], [(name, value) for _, name, value in self.headers], None
+        fields = [(name, value) for lower, name, value in self.headers if lower != "content-length"]
+        return code, statusLine[4:], fields, bodyLength if self.declaredLength is None else self.declaredLength
+
+    def sendHeaders(self, bodyLength: int | None = None) -> None:
+        self.request.writeHead(*self._head(bodyLength))
         self.headersSent = True
 
     def sendWhole(self, body: bytes) -> None:
@@ -145,6 +150,12 @@ class _Exchange:
         nothing was sent yet.
         """
         if self.disconnected:
+            return
+        declared = self.declaredLength
+        if not self.headersSent and (declared is None or declared <= len(body)):
+            code, reason, fields, length = self._head(len(body))
+            self.headersSent = True
+            self.request.respond(code, reason, fields, body if declared is None else body[:declared], length)
             return
         if not self.headersSent:
             self.sendHeaders(len(body))
@@ -195,12 +206,12 @@ class _Exchange:
         Cut the connection with a reset, which no client takes for the end
         of a body (a plain close ends an HTTP/1.0 body).
         """
-        transport = streamTransport(self.request.channel.transport)
+        connection = self.request.connection
         try:
-            transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            streamTransport(connection.transport).socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         except (AttributeError, OSError):
             pass
-        transport.abortConnection()
+        connection.abort()
 
     def hookStatus(self, failed: bool) -> str:
         """
@@ -227,11 +238,7 @@ class _Exchange:
             body = failure.getTraceback().encode("utf-8", "replace")
         else:
             body = b"Internal Server Error\n"
-        request.setResponseCode(INTERNAL_SERVER_ERROR)
-        request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
-        request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
-        request.write(body)
-        request.finish()
+        request.respond(INTERNAL_SERVER_ERROR, None, [(b"Content-Type", b"text/plain; charset=utf-8")], body, len(body))
 
 
 def _close(iterable: Iterable[bytes]) -> None:
@@ -339,7 +346,7 @@ class _ThreadedExchange(_Exchange):
     _producing = False
 
     def __init__(
-        self, request: Request, environ: dict[str, Any], reactor: IReactorThreads, displayTracebacks: bool = False
+        self, request: WorkerRequest, environ: dict[str, Any], reactor: IReactorThreads, displayTracebacks: bool = False
     ) -> None:
         super().__init__(request, environ, displayTracebacks)
         self.reactor = reactor

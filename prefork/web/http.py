@@ -1,12 +1,12 @@
 """
-The rules of HTTP/1.1 (RFC 9110, RFC 9112) that Twisted's parser leaves to
-the server: which request-target forms a method may use, what a valid Host
+The rules of HTTP/1.1 (RFC 9110, RFC 9112) a request must follow beyond its
+syntax: which request-target forms a method may use, what a valid Host
 is, which transfer codings frame a body, how big a length may be, when a
 connection persists, the short answer a rejected request gets, and the
 decoders of a request body framed by its length or chunked.
 
 Everything here works on bytes alone, so that it can be tested on its own;
-L{prefork.web.channel} applies it to live connections.
+L{prefork.web.connection} applies it to live connections.
 """
 
 from __future__ import annotations

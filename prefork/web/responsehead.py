@@ -16,6 +16,13 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\r\n\0]")
 _STATUS = re.compile(r"[0-9]{3} [^\r\n\0]*")
 
+#: The fields that frame a message or manage its connection: hop-by-hop
+#: (RFC 9110 section 7.6.1), which PEP 3333 forbids applications to set;
+#: the server alone sets them.
+HOP_BY_HOP = frozenset(
+    ("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade")
+)
+
 #: What was checked, by what the application passed.  Bounded: an
 #: application may put anything in a field.
 _checkedStatuses: dict[str, bytes] = {}

@@ -1,11 +1,13 @@
 """
-The HTTP side of a worker: a L{Site} that counts the requests it admits and
-can close every connection it has without losing a request.
+The HTTP side of a worker: the factory of its connections
+(L{prefork.web.connection}), which counts the requests it admits, keeps
+the access log, enforces every connection's deadline, and can close every
+connection it has without losing a request.
 
 A worker retires after its limit of requests.  The request that reaches the
 limit is answered with C{Connection: close}, and so is every request admitted
-while the worker drains; idle keep-alive connections are closed at once.
-The connections themselves are L{prefork.web.channel}'s.
+while the worker drains; idle keep-alive connections are closed as soon as
+the sweep finds them idle.
 """
 
 from __future__ import annotations
@@ -14,27 +16,20 @@ import time
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, ILoggingContext, IProtocolFactory, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.web.http import Request
 from twisted.web.resource import IResource
-from twisted.web.server import Site
-from zope.interface import implementer_only
 
 from prefork.web.accesslog import AccessLog
-from prefork.web.channel import WorkerChannel, WorkerRequest
+from prefork.web.connection import HTTPConnection
 from prefork.web.limits import DEFAULT_LIMITS, RequestLimits
-from prefork.web.transport import streamTransport
+from prefork.web.request import WorkerRequest
 
 _log = Logger()
 
 
-# Not IProtocolNegotiationFactory: through it, Twisted before 25.5 sets the
-# ALPN callback on the shared TLS context at every connection, which
-# pyOpenSSL 25 and later refuse.  The TLS context announces HTTP/1.1 itself
-# (prefork.tls), once.
-@implementer_only(IProtocolFactory, ILoggingContext)
-class WorkerSite(Site):
+class WorkerSite(Factory):
     """
     A site that admits at most C{limit} requests (0: no limit) and calls
     C{atLimit} when it has admitted the last one.
@@ -43,6 +38,7 @@ class WorkerSite(Site):
     @ivar inFlight: How many of them are not answered yet.
     @ivar lastPath: The path of the last request admitted.
     @ivar lastDuration: How long the last request took, in seconds.
+    @ivar refusals: How many requests the server refused itself, by status.
     @ivar changed: Called when the site turns busy or idle.
     @ivar closing: Set when the worker drains: every response from then on
         closes its connection.
@@ -53,10 +49,6 @@ class WorkerSite(Site):
         application reads it; for an application run in a thread pool.
     """
 
-    requestFactory = WorkerRequest
-    # Twisted types a site's protocol as its own wrapper of HTTPChannel; any
-    # HTTPChannel serves (buildProtocol only sets its timeout and clock).
-    protocol = WorkerChannel  # type: ignore[assignment]
     noisy = False
 
     def __init__(
@@ -68,15 +60,26 @@ class WorkerSite(Site):
         limits: RequestLimits = DEFAULT_LIMITS,
         continueOnRead: bool = False,
         reactor: IReactorTime | None = None,
+        nearLimit: int = 0,
+        nearingLimit: Callable[[], None] = lambda: None,
+        changed: Callable[[], None] = lambda: None,
     ) -> None:
-        # No idle timeout of Twisted's: WorkerChannel keeps its own (and
-        # WorkerRequest leaves request bodies to the application unparsed).
-        super().__init__(resource, timeout=None, reactor=reactor)
+        """
+        @param nearLimit: After this many requests (0: never),
+            C{nearingLimit} is called.
+        """
+        if reactor is None:
+            from twisted.internet import reactor as installed
+
+            reactor = installed
+        self.resource = resource
+        self.reactor: IReactorTime = reactor
         self.accessLog = accessLog
-        self.changed: Callable[[], None] = lambda: None
+        self.changed = changed
         self.inFlight = 0
         self.lastPath = b""
         self.lastDuration = 0.0
+        self.refusals: dict[int, int] = {}
         self.limits = limits
         self.continueOnRead = continueOnRead
         self.seconds = self.reactor.seconds
@@ -88,23 +91,23 @@ class WorkerSite(Site):
         self._sweepInterval = max(0.05, min(1.0, limits.headerTimeout / 4, limits.keepaliveTimeout / 4))
         self.limit = limit
         self.atLimit = atLimit
-        #: After this many requests (0: never), C{nearingLimit} is called.
-        self.nearLimit = 0
-        self.nearingLimit: Callable[[], None] = lambda: None
+        self.nearLimit = nearLimit
+        self.nearingLimit = nearingLimit
         self.served = 0
         self.closing = False
-        self.channels: set[WorkerChannel] = set()
+        self.channels: set[HTTPConnection] = set()
         self._emptyWaiters: list[Deferred[None]] = []
 
+    def buildProtocol(self, addr: IAddress | None) -> HTTPConnection:
+        return HTTPConnection(self)
+
     def startFactory(self) -> None:
-        super().startFactory()
         self._sweepLater()
 
     def stopFactory(self) -> None:
         if self._sweepCall is not None and self._sweepCall.active():
             self._sweepCall.cancel()
         self._sweepCall = None
-        super().stopFactory()
 
     def _sweepLater(self) -> None:
         self._sweepCall = self.reactor.callLater(self._sweepInterval, self._sweepAndRepeat)
@@ -126,7 +129,7 @@ class WorkerSite(Site):
             except Exception:
                 # One connection's trouble must not stop the sweeping.
                 _log.failure("Timing out a connection failed")
-                streamTransport(channel.transport).abortConnection()
+                channel.abort()
 
     def admit(self, request: WorkerRequest) -> bool:
         """
@@ -155,17 +158,38 @@ class WorkerSite(Site):
         if self.inFlight == 0:
             self.changed()
 
+    def requestFinished(self, request: WorkerRequest) -> None:
+        """
+        C{request}'s response ended: count it, and log it.
+        """
+        if request.ended or not request.startedAt:
+            return
+        self.requestEnded(request)
+        if self.accessLog is not None:
+            self.accessLog.write(request, self.lastDuration)
+
+    def refused(self, request: WorkerRequest, code: int, response: bytes) -> None:
+        """
+        The server answered C{request} with C{code} itself, and closes its
+        connection: count it, and log it.
+        """
+        self.refusals[code] = self.refusals.get(code, 0) + 1
+        request.code = code
+        request.sentLength = len(response) - response.index(b"\r\n\r\n") - 4
+        if self.accessLog is not None:
+            self.accessLog.write(request, 0.0)
+
     def closeIdleConnections(self) -> None:
         """
         Close every connection that is between requests.
         """
         for channel in list(self.channels):
             if channel.isIdle():
-                streamTransport(channel.transport).loseConnection()
+                channel.close()
 
     def abortConnections(self) -> None:
         for channel in list(self.channels):
-            streamTransport(channel.transport).abortConnection()
+            channel.abort()
 
     def whenEmpty(self) -> Deferred[None]:
         """
@@ -176,7 +200,7 @@ class WorkerSite(Site):
         self._checkEmpty()
         return waiter
 
-    def channelClosed(self, channel: WorkerChannel) -> None:
+    def channelClosed(self, channel: HTTPConnection) -> None:
         self.channels.discard(channel)
         self._checkEmpty()
 
@@ -186,12 +210,3 @@ class WorkerSite(Site):
         waiters, self._emptyWaiters = self._emptyWaiters, []
         for waiter in waiters:
             waiter.callback(None)
-
-    def log(self, request: Request) -> None:
-        # Twisted calls this as a request finishes; without an access log it
-        # would send every request to the worker's log instead.
-        if not isinstance(request, WorkerRequest) or request.ended or not request.startedAt:
-            return
-        self.requestEnded(request)
-        if self.accessLog is not None:
-            self.accessLog.write(request, self.lastDuration)

@@ -19,13 +19,14 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorThreads
 from twisted.web.http import NOT_FOUND
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import NOT_DONE_YET
 from twisted.web.wsgi import WSGIResource
 
 from prefork.web.environ import NotMounted, buildEnviron
 from prefork.web.exchange import _InReactorExchange, _ThreadedExchange
 from prefork.web.filewrapper import FileWrapper
 from prefork.web.proxies import TrustedProxies
+from prefork.web.request import WorkerRequest
 from prefork.web.requesthooks import RequestHooks
 from prefork.web.threadpool import RequestThreads
 
@@ -72,7 +73,7 @@ class WorkerWSGIResource(WSGIResource):
         self._trusted = trustedProxies if trustedProxies is not None else TrustedProxies(["127.0.0.1"])
         self._displayTracebacks = displayTracebacks
 
-    def render(self, request: Request) -> object:
+    def render(self, request: WorkerRequest) -> object:
         try:
             environ = buildEnviron(request, self._extraEnviron, self._scriptName, self._trusted)
         except NotMounted:
@@ -88,12 +89,10 @@ class WorkerWSGIResource(WSGIResource):
         return NOT_DONE_YET
 
 
-def _notFound(request: Request) -> bytes:
+def _notFound(request: WorkerRequest) -> object:
     """
     Answer a request for a path outside the application's mount point.
     """
     body = b"Not Found\n"
-    request.setResponseCode(NOT_FOUND)
-    request.setHeader(b"content-type", b"text/plain")
-    request.setHeader(b"content-length", b"%d" % len(body))
-    return body
+    request.respond(NOT_FOUND, None, [(b"Content-Type", b"text/plain")], body, len(body))
+    return NOT_DONE_YET

@@ -14,13 +14,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
-from twisted.web.pages import notFound
-from twisted.web.resource import IResource, Resource
-from twisted.web.server import Request
 
-from prefork.web.channel import WorkerChannel
+from prefork.web.connection import CLOSE_TIMEOUT, PIPELINE_BUFFER, HTTPConnection
 from prefork.web.http import HTTPDate
 from prefork.web.limits import RequestLimits
+from prefork.web.request import WorkerRequest
 from prefork.web.site import WorkerSite
 from resources import Held
 
@@ -28,9 +26,9 @@ LIMITS = RequestLimits(headerTimeout=10, keepaliveTimeout=5, body=100, requestLi
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-def connected(limits: RequestLimits = LIMITS) -> tuple[WorkerChannel, StringTransport, Clock, WorkerSite]:
+def connected(limits: RequestLimits = LIMITS) -> tuple[HTTPConnection, StringTransport, Clock, WorkerSite]:
     clock = Clock()
-    site = WorkerSite(Held(), 0, lambda: None, limits=limits, reactor=clock)
+    site = WorkerSite(Held(), 0, lambda: None, limits=limits, reactor=clock)  # type: ignore[arg-type]
     site.startFactory()
     channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1234))
@@ -110,10 +108,57 @@ def test_refusals() -> None:
         b"GET http://h/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n": b"400",
     }
     for request, code in cases.items():
-        channel, transport, _, _ = connected()
+        channel, transport, _, site = connected()
         channel.dataReceived(request)
         assert statusLines(transport)[0].split()[1] == code, request
         assert b"Connection: close" in transport.value() and transport.disconnecting
+        assert site.refusals == {int(code): 1}
+
+
+def test_refusals_are_counted_and_logged() -> None:
+    channel, transport, _, site = connected()
+    logged: list[WorkerRequest] = []
+    site.accessLog = _Recording(logged)  # type: ignore[assignment]
+    channel.dataReceived(b"GET /x?y HTTP/1.1\r\nHost: x\r\nX: " + b"v" * 50 + b"\r\n\r\n")
+    assert site.refusals == {431: 1}
+    [request] = logged
+    assert (request.method, request.uri, request.clientproto, request.code) == (b"GET", b"/x?y", b"HTTP/1.1", 431)
+    assert request.sentLength == len(transport.value().partition(b"\r\n\r\n")[2])
+    channel, _, _, site = connected()
+    site.accessLog = _Recording(logged)  # type: ignore[assignment]
+    channel.dataReceived(b"\x16\x03\x01 garbage\r\n\r\n")
+    assert site.refusals == {400: 1} and logged[-1].code == 400 and logged[-1].uri == b"\x16\x03\x01 garbage"
+
+
+class _Recording:
+    def __init__(self, logged: list[WorkerRequest]) -> None:
+        self.logged = logged
+
+    def write(self, request: WorkerRequest, duration: float) -> None:
+        self.logged.append(request)
+
+
+def test_a_closed_connection_is_cut_when_the_peer_keeps_it() -> None:
+    """
+    A transport that does not go when asked (a TLS peer that never
+    answers close_notify) is aborted CLOSE_TIMEOUT later.
+    """
+    channel, transport, clock, site = connected()
+    channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert transport.disconnecting and not transport.disconnected
+    clock.advance(CLOSE_TIMEOUT + 1)
+    assert transport.disconnected
+
+
+def test_pipelined_requests_wait_and_stop_the_reading() -> None:
+    channel, transport, clock, site = connected()
+    channel.dataReceived(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n" + GET)
+    assert transport.producerState == "producing"
+    channel.dataReceived(b"x" * PIPELINE_BUFFER)
+    assert transport.producerState == "paused"
+    site.resource.held[0].finish()  # type: ignore[attr-defined]
+    assert transport.producerState == "producing"
+    assert statusLines(transport) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK", b"HTTP/1.1 414 URI Too Long"]
 
 
 def test_expect_continue_only_for_a_body_that_is_wanted() -> None:
@@ -127,51 +172,6 @@ def test_expect_continue_only_for_a_body_that_is_wanted() -> None:
     assert statusLines(transport) == [b"HTTP/1.1 100 Continue", b"HTTP/1.1 200 OK"]
 
 
-class _Leaf(Resource):
-    isLeaf = True
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"text/plain")
-        return b"path " + request.path
-
-
-class _Branch(Resource):
-    def __init__(self) -> None:
-        super().__init__()
-        self.putChild(b"leaf", _Leaf())
-
-    def getChild(self, path: bytes, request: Request) -> IResource:
-        return notFound()
-
-
-def servedBy(resource: Resource, head: bytes) -> bytes:
-    clock = Clock()
-    site = WorkerSite(resource, 0, lambda: None, limits=LIMITS, reactor=clock)
-    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1234))
-    channel.makeConnection(transport)
-    channel.dataReceived(head)
-    return transport.value()
-
-
-def test_leaf_resource_gets_the_whole_path_with_server_and_date() -> None:
-    """
-    The one resource a worker serves takes every path, and its responses
-    carry Twisted's Server and Date fields.
-    """
-    response = servedBy(_Leaf(), b"GET /a/b%20c?x=1 HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert response.startswith(b"HTTP/1.1 200 OK\r\n")
-    assert response.endswith(b"\r\n\r\npath /a/b%20c")
-    assert b"\r\nServer: TwistedWeb/" in response
-    assert re.search(rb"\r\nDate: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT\r\n", response)
-
-
-def test_a_tree_of_resources_is_traversed() -> None:
-    response = servedBy(_Branch(), b"GET /leaf/x HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert response.startswith(b"HTTP/1.1 200 OK\r\n") and response.endswith(b"path /leaf/x")
-    assert servedBy(_Branch(), b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 404 ")
-
-
 def test_date_is_formatted_once_a_second() -> None:
     now = [1_800_000_000.2]
     date = HTTPDate(lambda: now[0])
@@ -183,7 +183,7 @@ def test_date_is_formatted_once_a_second() -> None:
     assert date() == datetimeToString(1_800_000_001)
 
 
-def heldWithWhenLost() -> tuple[WorkerChannel, Request, list[Failure]]:
+def heldWithWhenLost() -> tuple[HTTPConnection, WorkerRequest, list[Failure]]:
     """
     A connection with a request held in flight, whose C{whenLost} records.
     """
