@@ -11,13 +11,13 @@ import json
 import re
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from twisted.web.server import Request
-from twisted.web.test.requesthelper import DummyChannel
 
 from certs import httpsGet, makeCertificate, readAll
 from prefork.web.accesslog import AccessLog, checkFormat
+from prefork.web.request import WorkerRequest
 from server import TIMEOUT, Server, waitUntil
 from tools import requires
 
@@ -58,8 +58,12 @@ def test_json_lines_parse_for_any_bytes(serve, tmp_path: Path, noInternalErrors)
         assert send(server.port, head).startswith(b"HTTP/1.1 400 ")
     answered = [send(server.port, head) for head in HOSTILE]
     assert all(answer.startswith((b"HTTP/1.1 200 OK", b"HTTP/1.0 200 OK")) for answer in answered), answered
-    waitUntil(lambda: len(lines(log)) == len(HOSTILE), what=f"{len(HOSTILE)} log lines")
-    records = {record["path"]: record for record in map(json.loads, lines(log))}
+    # The refusals are logged too.
+    waitUntil(lambda: len(lines(log)) == len(HOSTILE) + len(REFUSED), what="a log line for each request")
+    everything = list(map(json.loads, lines(log)))
+    refused = [record for record in everything if record["status"] == 400]
+    assert [record["path"] for record in refused] == ["/café/\\xff", "/host", "/\\xed\\xa0\\x80"]
+    records = {record["path"]: record for record in everything if record["status"] != 400}
     pid = int(answered[0].partition(b"\r\n\r\n")[2])
     for record in records.values():
         assert list(record) == [
@@ -207,8 +211,7 @@ def test_lines_are_written_after_the_responses(tmp_path: Path) -> None:
     log = AccessLog(str(tmp_path / "access.log"), "{method} {path} {status}", generation=3, clock=turns)
     requests = []
     for path in (b"/a", b"/b"):
-        request = Request(DummyChannel())
-        request.method, request.uri, request.path, request.clientproto = b"GET", path, path, b"HTTP/1.1"
+        request = WorkerRequest(SimpleNamespace(secure=False), b"GET", path, b"HTTP/1.1", {}, True, None)  # type: ignore[arg-type]
         request.code = 200
         requests.append(request)
         log.write(request, 0.001)

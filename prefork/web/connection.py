@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import io
 import socket
+import tempfile
 import time
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IAddress, IReactorThreads
 from twisted.internet.protocol import Protocol, connectionDone
@@ -59,6 +60,8 @@ CLOSE_TIMEOUT = 2.0
 #: Bytes a client may pipeline behind a request being served before the
 #: connection stops reading.
 PIPELINE_BUFFER = 65536
+#: The largest request body kept in memory; a larger one goes to a file.
+BODY_IN_MEMORY = 100_000
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -70,6 +73,18 @@ _HEAD = "head"  # reading a request head: the header timeout, from its start
 _BODY = "body"  # reading a body: the header timeout, from the last byte
 _BUSY = "busy"  # the application has the request: no timeout
 _CLOSING = "closing"  # the server closes it: CLOSE_TIMEOUT, then a cut
+
+
+def _bodyFile(length: int | None) -> IO[bytes]:
+    """
+    Where a body of C{length} bytes (L{None}: not known) is kept until the
+    application reads it: in memory while it is small, else in a file.
+    """
+    if length is None:
+        return tempfile.SpooledTemporaryFile(BODY_IN_MEMORY)
+    if length > BODY_IN_MEMORY:
+        return tempfile.TemporaryFile()
+    return io.BytesIO()
 
 
 class HTTPConnection(Protocol):
@@ -87,8 +102,6 @@ class HTTPConnection(Protocol):
     deadline: float | None = None
     answered = 0
     facts: Any = None
-    peer: IAddress
-    host: IAddress
     secure = False
     _phase = _HEAD
     _buffer = b""
@@ -107,10 +120,7 @@ class HTTPConnection(Protocol):
         self._seconds = site.seconds
 
     def connectionMade(self) -> None:
-        transport: Any = self.transport
-        self.peer = transport.getPeer()
-        self.host = transport.getHost()
-        self.secure = isSecure(transport)
+        self.secure = isSecure(self.transport)
         self.deadline = self._seconds() + self.limits.headerTimeout
         self.site.channels.add(self)
 
@@ -126,6 +136,16 @@ class HTTPConnection(Protocol):
             if current.startedAt:
                 self.site.requestEnded(current)
         self.site.channelClosed(self)
+
+    @property
+    def peer(self) -> IAddress:
+        # Asked each time: a PROXY protocol header, read after the
+        # connection is made, changes it.
+        return self.transport.getPeer()  # type: ignore[union-attr]
+
+    @property
+    def host(self) -> IAddress:
+        return self.transport.getHost()  # type: ignore[union-attr]
 
     # Reading.
 
@@ -200,7 +220,7 @@ class HTTPConnection(Protocol):
             request.content = ContinueInput(IReactorThreads(self.site.reactor), self._askForBody(request))
             request.dispatchedEarly = True
         else:
-            request.content = io.BytesIO()
+            request.content = _bodyFile(length)
             if continues:
                 streamTransport(self.transport).write(_CONTINUE)
         self._current = request

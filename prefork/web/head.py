@@ -62,11 +62,17 @@ def findHead(buffer: bytes, limits: RequestLimits) -> int:
     end = buffer.find(_END)
     if end != -1:
         return end + 4
-    lineStart = buffer.rfind(b"\r\n") + 2
-    if lineStart == 1:
-        if len(buffer) > limits.requestLine:
+    # Not all in: what is in may already be refused, without waiting for
+    # the rest (a client that sent garbage may wait for an answer).
+    start = 2 if buffer.startswith(b"\r\n") else 0
+    lineEnd = buffer.find(b"\r\n", start)
+    if lineEnd == -1:
+        if len(buffer) - start > limits.requestLine:
             raise Rejection(REQUEST_URI_TOO_LONG, "request line too long")
-    elif len(buffer) - lineStart > limits.fieldSize or len(buffer) > limits.headSize:
+        return -1
+    _requestLine(buffer[start:lineEnd], limits)
+    lineStart = buffer.rfind(b"\r\n") + 2
+    if len(buffer) - lineStart > limits.fieldSize or len(buffer) > limits.headSize:
         raise Rejection(REQUEST_HEADER_FIELDS_TOO_LARGE, "header field too long")
     return -1
 
@@ -84,18 +90,27 @@ def parseHead(head: bytes, limits: RequestLimits) -> Head:
     lines = head[:-4].split(b"\r\n")
     if not lines[0]:
         del lines[0]
-    requestLine = lines[0] if lines else b""
-    if len(requestLine) > limits.requestLine:
+    method, target, version = _requestLine(lines[0] if lines else b"", limits)
+    if len(lines) > limits.fields + 1:
+        raise Rejection(REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields")
+    return Head(method, target, version, _parseFields(lines, limits.fieldSize))
+
+
+def _requestLine(line: bytes, limits: RequestLimits) -> list[bytes]:
+    """
+    The method, target and version of a request line.
+
+    @raise Rejection: It is too long (414) or malformed (400).
+    """
+    if len(line) > limits.requestLine:
         raise Rejection(REQUEST_URI_TOO_LONG, "request line too long")
-    parts = requestLine.split(b" ")
+    parts = line.split(b" ")
     if len(parts) != 3:
         raise Rejection(BAD_REQUEST, "malformed request line")
     method, target, version = parts
     if not _TOKEN.fullmatch(method) or not target or not _VERSION.fullmatch(version):
         raise Rejection(BAD_REQUEST, "malformed request line")
-    if len(lines) > limits.fields + 1:
-        raise Rejection(REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields")
-    return Head(method, target, version, _parseFields(lines, limits.fieldSize))
+    return parts
 
 
 def _parseFields(lines: list[bytes], fieldSize: int) -> dict[bytes, list[bytes]]:

@@ -170,7 +170,9 @@ class WorkerRequest:
         else:
             # An HTTP/1.0 body of unknown length ends with the connection.
             self.persistent = False
-        if self.connection.site.closing:
+        if self.connection.site.closing or (self.dispatchedEarly and not self.content.complete):
+            # Draining; or answered before the body it did not wait for,
+            # whose rest would be read as the next request.
             self.persistent = False
         if not self.persistent:
             lines.append(b"Connection: close\r\n")
