@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import twisted
 from incremental import Version
-from twisted.internet import tcp
+from twisted.internet import tcp, unix
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactor, StringTransport
@@ -119,6 +119,13 @@ def liveOwner(private: PrivateName) -> object:
         return _reactor()
     if private.name == "_fileDescriptor":
         return tcp._reservedFD
+    if private.name == "_preexistingSocket":
+        with socket.socket(socket.AF_UNIX) as listening:
+            listening.bind(f"\0prefork-test-{id(listening)}")
+            listening.listen()
+            port = unix.Port._fromListeningDescriptor(MemoryReactor(), listening.fileno(), Factory())
+        port._preexistingSocket.close()
+        return port
     channel, _ = connected()
     channel.dataReceived(b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n")
     return channel
