@@ -19,7 +19,14 @@ from prefork.child.appload import parseAppSpec
 from prefork.config import DEMO_APP, ServerConfig
 from prefork.hooks import HookLoadError, Hooks, loadHooks, parseHooksSpec
 from prefork.master import inherited
-from prefork.master.endpoints import UnservableEndpoint, UnusableCertificate, listenEndpoint
+from prefork.master.endpoints import (
+    DEFAULT_BACKLOG,
+    MAX_BACKLOG,
+    UnservableEndpoint,
+    UnusableCertificate,
+    backlogAboveCap,
+    listenEndpoint,
+)
 from prefork.master.masterhooks import MasterHooks
 from prefork.master.privileges import UserCheck, switchedUser
 from prefork.master.reload import SourceWatcher
@@ -85,6 +92,8 @@ class Options(usage.Options):
         ["hooks", None, None, "Server hooks: a module, or MODULE:OBJECT, holding gunicorn's hooks (post_fork, ...)."],
         ["max-uss", None, "0",
          "Retire a worker once its unique memory (private pages) passes this many MB (0 = no limit)."],
+        ["backlog", None, str(DEFAULT_BACKLOG),
+         "Listen queue length of each socket the server opens (capped by net.core.somaxconn; not inherited ones)."],
     ]
     optFlags = [
         ["no-preload", None, "Import the app in each worker after the fork, instead of once in the template."],
@@ -176,10 +185,10 @@ class Options(usage.Options):
                 raise usage.UsageError(f"PORT must be a port number, not {port!r}")
             self.given["listen"] = settings.Setting("listen", [f"tcp:{port}"], settings.Origin("env", "PORT"))
             self["listen"] = [f"tcp:{port}"]
-            self["endpoints"] = [_endpoint(self["listen"][0])]
+            self["endpoints"] = [_endpoint(self["listen"][0], self["backlog"])]
             return
         self["listen"] = [listening.describe() for listening in found] or [DEFAULT_LISTEN]
-        self["endpoints"] = found or [_endpoint(DEFAULT_LISTEN)]
+        self["endpoints"] = found or [_endpoint(DEFAULT_LISTEN, self["backlog"])]
 
     def parseOptions(self, options: Any = None) -> None:
         # twistd answers a usage error with its whole help text; one line
@@ -200,8 +209,9 @@ class Options(usage.Options):
             raise usage.UsageError(f"--app {e}") from None
         if self["port"] is not None:
             self["listen"].append(f"tcp:{_number(self, 'port', 0)}")
+        self["backlog"] = _number(self, "backlog", 1, maximum=MAX_BACKLOG)
         if self["listen"]:
-            self["endpoints"] = [_endpoint(description) for description in self["listen"]]
+            self["endpoints"] = [_endpoint(description, self["backlog"]) for description in self["listen"]]
         else:
             self._inherit()
         maxRequests = _number(self, "max-requests", 0)
@@ -256,7 +266,7 @@ class Options(usage.Options):
             _checkAndExit(self["config"], self["listen"])
 
 
-def _endpoint(description: str) -> Any:
+def _endpoint(description: str, backlog: int) -> Any:
     """
     The endpoint C{--listen description} names (with its TLS settings), or
     the inherited socket a C{systemd:} description names.
@@ -269,7 +279,7 @@ def _endpoint(description: str) -> Any:
     from twisted.internet import reactor
 
     try:
-        return listenEndpoint(reactor, description)
+        return listenEndpoint(reactor, description, backlog)
     except UnusableCertificate as e:
         # Like any file the server cannot open at start: exit 1.
         sys.stderr.write(f"twistd prefork: {e}\n")
@@ -337,14 +347,15 @@ def _checkAndExit(config: ServerConfig, listen: list[str]) -> NoReturn:
     raise SystemExit(0)
 
 
-def _number(options: Options, name: str, minimum: int, kind: type = int) -> Any:
+def _number(options: Options, name: str, minimum: int, kind: type = int, maximum: int | None = None) -> Any:
     value = options[name]
     try:
         number = kind(value)
     except (TypeError, ValueError):
         number = None
-    if number is None or number < minimum:
-        raise usage.UsageError(f"--{name} must be a number of at least {minimum}, not {value!r}")
+    if number is None or number < minimum or maximum is not None and number > maximum:
+        bounds = f"of at least {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise usage.UsageError(f"--{name} must be a number {bounds}, not {value!r}")
     return number
 
 
@@ -388,6 +399,8 @@ def makeService(options: Options) -> IService:
         ]
     except CannotListen as e:
         raise SystemExit(f"twistd prefork: {e}") from None
+    if any(not isinstance(endpoint, ListeningSocket) for endpoint in options["endpoints"]):
+        backlogAboveCap(options["backlog"])
     top = MultiService()
     config: ServerConfig = options["config"]
     uid, gid = switchedUser(twistdOptions)

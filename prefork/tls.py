@@ -95,7 +95,8 @@ class TLSAddress:
     ipv6: bool
     port: int
     interface: str
-    backlog: int
+    #: The listen queue's length, if the description gives one.
+    backlog: int | None
 
 
 def splitDescription(description: str) -> tuple[list[str], dict[str, str]]:
@@ -147,7 +148,7 @@ def _sslArguments(
     certKey: str | None = None,
     sslmethod: str | None = None,
     interface: str = "",
-    backlog: str = "50",
+    backlog: str | None = None,
     extraCertChain: str | None = None,
     dhParameters: str | None = None,
 ) -> tuple[TLSSettings, TLSAddress]:
@@ -161,15 +162,15 @@ def _sslArguments(
         dhParameters=None if dhParameters is None else _absolute(dhParameters),
         sslmethod=sslmethod,
     )
-    return settings, TLSAddress(False, _integer("port", port), interface, _integer("backlog", backlog))
+    return settings, TLSAddress(False, _integer("port", port), interface, _backlog(backlog))
 
 
 def _tlsArguments(
-    path: str, port: str = "443", backlog: str = "50", interface: str = "::"
+    path: str, port: str = "443", backlog: str | None = None, interface: str = "::"
 ) -> tuple[TLSSettings, TLSAddress]:
     # The signature of Twisted's tls: server parser.
     settings = TLSSettings("tls", directory=_absolute(path))
-    return settings, TLSAddress(True, _integer("port", port), interface, _integer("backlog", backlog))
+    return settings, TLSAddress(True, _integer("port", port), interface, _backlog(backlog))
 
 
 def _absolute(path: str) -> str:
@@ -180,6 +181,10 @@ def _integer(name: str, value: str) -> int:
     if not value.isdigit() or not value.isascii():
         raise TLSConfigError(f"{name} must be a number, not {value!r}")
     return int(value)
+
+
+def _backlog(value: str | None) -> int | None:
+    return None if value is None else _integer("backlog", value)
 
 
 def parseTLSDescription(description: str) -> tuple[TLSSettings, TLSAddress] | None:

@@ -126,6 +126,13 @@ def checkTwisted() -> None:
 _Port = TypeVar("_Port", bound=tcp.Port)
 
 
+class _AlreadyListening(socket.socket):
+    """A listening socket that keeps its listen queue when listened on again."""
+
+    def listen(self, backlog: int = 0) -> None:
+        pass
+
+
 def adoptListeningPort(
     portClass: type[_Port], reactor: Any, fd: int, family: socket.AddressFamily, factory: IProtocolFactory
 ) -> _Port:
@@ -137,6 +144,10 @@ def adoptListeningPort(
     port: _Port
     if issubclass(portClass, unix.Port):
         port = portClass._fromListeningDescriptor(reactor, fd, factory)
+        # Twisted listens again on an adopted UNIX socket, with its backlog
+        # of 50: each worker would cut the queue --backlog (or systemd) set.
+        adopted: Any = port._preexistingSocket
+        port._preexistingSocket = _AlreadyListening(adopted.family, adopted.type, fileno=adopted.detach())
     else:
         port = portClass._fromListeningDescriptor(reactor, fd, family, factory)
     return port
@@ -263,6 +274,8 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = tuple(
              "_fromListeningDescriptor", parameters=("reactor", "fd", "addressFamily", "factory"))
     + _names(unix.Port, "17.9.0", "adoptListeningPort: our fair-accept UNIX port on an inherited socket",
              "_fromListeningDescriptor", parameters=("reactor", "fd", "factory"))
+    + _names(unix.Port, "17.9.0", "adoptListeningPort: keep the backlog of an adopted UNIX socket",
+             "_preexistingSocket", onInstance=True)
     + _names(EPollReactor, "10.0.0", "LeanEPollReactor.doPoll: the poller and the descriptors it watches",
              "_poller", "_selectables", onInstance=True)
     + _names(EPollReactor, "10.0.0", "LeanEPollReactor.doPoll: dispatch one event as Twisted does",

@@ -22,6 +22,7 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
+from prefork.lineframing import MAX_LINE
 from prefork.master.generation import Generation
 from prefork.messages import STATUS_FD, Command, Event, Message, WorkerReport, send
 from server import TIMEOUT
@@ -119,6 +120,36 @@ def test_output_lines_are_logged_not_read_as_messages() -> None:
     assert observer.messages() == []
     lines = [e["line"] for e in events if e.get("log_format") == "{line}"]
     assert lines == ["Traceback (most recent call last):", "ready 12 100"]
+
+
+def test_an_overlong_output_line_is_logged_in_marked_pieces() -> None:
+    """
+    Output without a newline is logged as it arrives, in pieces of at most
+    L{MAX_LINE} bytes, each marked; the master holds no more than one.
+    """
+    received, _ = generation()
+    with Logged() as events:
+        for _ in range(5):
+            received.childDataReceived(2, b"x" * 50_000)
+        received.childDataReceived(2, b"!\nnext\n")
+    lines = [e["line"] for e in events if e.get("log_format") == "{line}"]
+    cut = f" [cut at {MAX_LINE} bytes, continues]"
+    assert lines == [
+        "x" * MAX_LINE + cut,
+        "[continued] " + "x" * MAX_LINE + cut,
+        "[continued] " + "x" * MAX_LINE + cut,
+        "[continued] " + "x" * (250_000 - 3 * MAX_LINE) + "!",
+        "next",
+    ]
+
+
+def test_an_overlong_status_line_is_garbled() -> None:
+    received, observer = generation()
+    with Logged() as events:
+        received.childDataReceived(STATUS_FD, b"ready 12 " + b"9" * MAX_LINE + b"\n" + MESSAGES[0].encode())
+    assert observer.messages() == MESSAGES[:1]
+    garbled = [e for e in events if "Garbled" in e.get("log_format", "")]
+    assert [len(e["line"]) for e in garbled] == [MAX_LINE, 9]
 
 
 def test_last_line_without_newline_is_read_at_the_end() -> None:

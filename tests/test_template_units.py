@@ -98,10 +98,9 @@ class Forking:
         The master writes C{pieces}, each read by one C{read()}.
         """
         self.os.input.extend(pieces)
-        pending = b""
         for _ in pieces:
-            pending = self.template._readCommands(pending)
-        assert pending == b""
+            self.template._readCommands()
+        assert self.template._commands.pending == 0
 
     def close(self) -> None:
         self.template._selector.close()

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import twisted
 from incremental import Version
-from twisted.internet import tcp
+from twisted.internet import tcp, unix
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactor
@@ -69,8 +69,15 @@ def liveOwner(private: PrivateName) -> object:
         return LogPublisher()
     if private.owner is EPollReactor:
         return _reactor()
-    assert private.name == "_fileDescriptor", private
-    return tcp._reservedFD
+    if private.name == "_fileDescriptor":
+        return tcp._reservedFD
+    assert private.name == "_preexistingSocket", private
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(f"\0prefork-test-{id(listening)}")
+        listening.listen()
+        port = unix.Port._fromListeningDescriptor(MemoryReactor(), listening.fileno(), Factory())
+    port._preexistingSocket.close()
+    return port
 
 
 @pytest.mark.parametrize("private", PRIVATE_NAMES, ids=lambda p: p.qualifiedName)

@@ -100,6 +100,7 @@ REQUIREMENTS: dict[str, Requirement] = {
         _program("systemd-socket-activate", "systemd"),
         _program("systemd-analyze", "systemd"),
         _program("kill", "procps"),
+        _program("ss", "iproute2"),
         _program("curl", "curl"),
         _program("openssl", "openssl"),
         Requirement("nginx-stream", "the Debian package libnginx-mod-stream provides it", _nginxStreamProblem),

@@ -38,6 +38,7 @@ from prefork.child.warmup import warmRequestPath
 from prefork.child.worker import Listener
 from prefork.config import ServerConfig
 from prefork.hooks import NO_HOOKS, HookLoadError, Hooks, ServerInfo, WorkerInfo, loadHooks
+from prefork.lineframing import LineFramer
 from prefork.messages import (
     ACTIVATE_SIGNAL,
     EXIT_BOOT_FAILED,
@@ -80,6 +81,7 @@ class Template:
         self.stopping = False
         self._selector = selectors.DefaultSelector()
         self._wakeRead, self._wakeWrite = os.pipe()
+        self._commands = LineFramer()
 
     def run(self) -> NoReturn:
         os.set_blocking(self._wakeRead, False)
@@ -88,30 +90,30 @@ class Template:
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         self._selector.register(0, selectors.EVENT_READ)
         self._selector.register(self._wakeRead, selectors.EVENT_READ)
-        pending = b""
         while not (self.stopping and not self.workers):
             for key, _ in self._selector.select():
                 if key.fd == 0:
-                    pending = self._readCommands(pending)
+                    self._readCommands()
                 else:
                     self._drainWakeups()
             self._reap()
         sys.exit(0)
 
-    def _readCommands(self, pending: bytes) -> bytes:
+    def _readCommands(self) -> None:
         data = os.read(0, 4096)
         if not data:
             self._masterGone()
-            return b""
-        *lines, pending = (pending + data).split(b"\n")
-        for line in lines:
-            name, _, argument = line.decode("ascii").strip().partition(" ")
+            return
+        for line in self._commands.feed(data):
+            if not line.whole:
+                # No command is that long: not the master's.
+                continue
+            name, _, argument = line.data.decode("ascii").strip().partition(" ")
             command = Command(name)
             if command in (Command.SPAWN, Command.SPAWN_SPARE) and not self.stopping:
                 self._spawn(spare=command is Command.SPAWN_SPARE)
             elif command is Command.STOP:
                 self._stop(int(argument))
-        return pending
 
     def _stop(self, signum: int) -> None:
         self.stopping = True

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from prefork.config import ServerConfig
+from prefork.lineframing import MAX_LINE, Line, LineFramer
 from prefork.master.forkedtemplate import forkTemplate
 from prefork.master.interfaces import IGenerationObserver, IGenerationState
 from prefork.master.sockets import ListeningSocket
@@ -63,7 +64,8 @@ class Generation(ProcessProtocol):
         self.everServed = False
         self.stopping = False
         self.ended: Deferred[None] = Deferred()
-        self._buffers: dict[int, bytes] = {}
+        #: The lines of each pipe the template and its workers write.
+        self._framers: dict[int, LineFramer] = {}
 
     def start(self, config: ServerConfig, sockets: list[ListeningSocket], fork: bool = False) -> None:
         """
@@ -268,18 +270,29 @@ class Generation(ProcessProtocol):
     # ProcessProtocol
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
-        *lines, self._buffers[childFD] = (self._buffers.get(childFD, b"") + data).split(b"\n")
+        framer = self._framers.get(childFD)
+        if framer is None:
+            framer = self._framers[childFD] = LineFramer()
+        self._lines(childFD, framer.feed(data))
+
+    def _lines(self, childFD: int, lines: list[Line]) -> None:
         for line in lines:
             if childFD == STATUS_FD:
                 self._statusLine(line)
             else:
-                self._log.info("{line}", line=line.decode("utf-8", "replace"))
+                self._log.info("{line}", line=line.text())
 
-    def _statusLine(self, line: bytes) -> None:
+    def _statusLine(self, line: Line) -> None:
+        if not line.whole:
+            self._log.warn(
+                "Garbled status line from generation {number}: a piece of a line over {cap} bytes: {line!r}",
+                number=self.number, cap=MAX_LINE, line=line.data,
+            )
+            return
         try:
-            message = Message.decode(line)
+            message = Message.decode(line.data)
         except (ValueError, IndexError):
-            self._log.warn("Garbled status line from generation {number}: {line!r}", number=self.number, line=line)
+            self._log.warn("Garbled status line from generation {number}: {line!r}", number=self.number, line=line.data)
             return
         self.messageReceived(message)
 
@@ -288,8 +301,7 @@ class Generation(ProcessProtocol):
 
     def processEnded(self, reason: Failure) -> None:
         # The template and every worker (which share its pipes) are gone.
-        for fd, rest in self._buffers.items():
-            if rest:
-                self.childDataReceived(fd, b"\n")
+        for fd, framer in self._framers.items():
+            self._lines(fd, framer.flush())
         self.observer.generationEnded(self)
         self.ended.callback(None)
