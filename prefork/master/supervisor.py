@@ -43,6 +43,10 @@ MAX_BOOT_FAILURES = 5
 MAX_BACKOFF = 30.0
 #: How long a quick stop lets workers finish before they are killed.
 QUICK_STOP_GRACE = 2.0
+#: How long beyond --graceful-timeout a stopping worker has to exit by
+#: itself, naming the requests it abandons, before it is killed: it exits
+#: within prefork.child.worker.EXIT_GRACE of its deadline.
+STOP_KILL_MARGIN = 1.0
 
 
 def backoff(failures: int) -> float:
@@ -124,7 +128,7 @@ class Master(Service):
         signum = signal.SIGINT if self.quick else signal.SIGTERM
         for generation in self.generations:
             generation.stop(signum)
-        grace = QUICK_STOP_GRACE if self.quick else self.config.gracefulTimeout
+        grace = QUICK_STOP_GRACE if self.quick else self.config.gracefulTimeout + STOP_KILL_MARGIN
         self._killTimer = self.reactor.callLater(grace, self._killAll)
         done = DeferredList([generation.ended for generation in self.generations])
         done.addCallback(self._stopped)
