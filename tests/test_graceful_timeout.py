@@ -105,3 +105,18 @@ def test_a_stopping_worker_is_gone_within_the_graceful_timeout(serve, threads: s
         assert "killing them" not in server.output
     finally:
         client.close()
+
+
+def test_a_worker_held_by_its_reactor_is_gone_within_the_graceful_timeout(serve) -> None:
+    """
+    What holds a worker after its requests, here the reactor's own thread
+    pool that it joins as it shuts down, holds it no longer than the
+    graceful timeout either.
+    """
+    server, pid = serveOne(serve, "0", "--max-requests", "2")
+    assert server.get("/reactor-thread?seconds=600")[0] == 200
+    assert server.get("/")[0] == 200
+    took = goneWithin(pid, GRACEFUL + 1)
+    server.waitFor(rf"\[worker {pid}\] Still running 0.75 s after the graceful timeout: exiting")
+    server.waitFor(rf"Worker {pid} exited after 2 requests \(limit\)")
+    assert took < GRACEFUL + 1 + SLACK, took
