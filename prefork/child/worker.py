@@ -34,7 +34,7 @@ from prefork.child.heartbeat import Heartbeat
 from prefork.config import ServerConfig
 from prefork.hooks import NO_HOOKS, Hooks, IWorker
 from prefork.memory import MemoryUsage, memoryUsage
-from prefork.messages import ACTIVATE_SIGNAL, Event, Message, printablePath, send
+from prefork.messages import ACTIVATE_SIGNAL, Event, ExitReason, Message, printablePath, send
 from prefork.proctitle import setTitle, workerTitle
 from prefork.web.accesslog import COMBINED, AccessLog
 from prefork.web.proxies import TrustedProxies
@@ -174,7 +174,7 @@ class Worker:
         self.site = WorkerSite(
             resource,
             self.limit,
-            lambda: self.drain("limit"),
+            lambda: self.drain(ExitReason.LIMIT),
             self.accessLog,
             limits=config.requestLimits(),
             continueOnRead=self.threadpool is not None,
@@ -242,7 +242,7 @@ class Worker:
         # The reactor installed its own handlers as it started; ours replace
         # them, so that TERM drains instead of dropping connections.
         for signum, handler in [
-            (signal.SIGTERM, lambda: self.drain("stop")),
+            (signal.SIGTERM, lambda: self.drain(ExitReason.STOP)),
             (signal.SIGINT, self._interrupted),
             (signal.SIGQUIT, self._interrupted),
             (signal.SIGUSR1, self.reopenLogs),
@@ -261,7 +261,7 @@ class Worker:
 
     def _interrupted(self) -> None:
         self.hooks.callLogged("worker_int", self.view)
-        self.drain("quick", QUICK_STOP_TIMEOUT)
+        self.drain(ExitReason.QUICK, QUICK_STOP_TIMEOUT)
 
     def _askForSuccessor(self) -> None:
         send(Message(Event.NEARING, self.pid))
@@ -282,9 +282,9 @@ class Worker:
         alive = self.heartbeat.beat()
         setTitle(workerTitle(self.config.app, self.generation, self.site.served, self.limit, self.spare))
         if not alive or os.getppid() != self.parentPid:
-            self.drain("orphaned", QUICK_STOP_TIMEOUT)
+            self.drain(ExitReason.ORPHANED, QUICK_STOP_TIMEOUT)
         elif not self.draining and self._overMemoryLimit(memory):
-            self.drain("memory")
+            self.drain(ExitReason.MEMORY)
 
     def _overMemoryLimit(self, memory: MemoryUsage) -> bool:
         """
@@ -310,7 +310,7 @@ class Worker:
             self.accessLog.reopen()
             _log.info("Reopened the access log {path}", path=self.accessLog.path)
 
-    def drain(self, reason: str, timeout: float | None = None) -> None:
+    def drain(self, reason: ExitReason, timeout: float | None = None) -> None:
         """
         Stop accepting, finish what was accepted and the exit guard, exit.
         Idle keep-alive connections are closed after L{IDLE_GRACE}, or at
@@ -331,12 +331,12 @@ class Worker:
                 self.site.closeIdleConnections()
             return
         self.draining = True
-        self.view.reason = reason
+        self.view.reason = reason.value
         self.site.closing = True
         # A worker retiring at its limit leaves waiting connections to the
         # others; when the whole server stops, nobody else will take them.
-        self._stopAccepting(takePending=reason != "limit")
-        send(Message(Event.DRAINING, self.pid, (str(self.site.served), reason)))
+        self._stopAccepting(takePending=reason is not ExitReason.LIMIT)
+        send(Message(Event.DRAINING, self.pid, (str(self.site.served), reason.word)))
         if quick:
             self.site.closeIdleConnections()
         else:
