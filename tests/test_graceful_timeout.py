@@ -117,6 +117,6 @@ def test_a_worker_held_by_its_reactor_is_gone_within_the_graceful_timeout(serve)
     assert server.get("/reactor-thread?seconds=600")[0] == 200
     assert server.get("/")[0] == 200
     took = goneWithin(pid, GRACEFUL + 1)
-    server.waitFor(rf"\[worker {pid}\] Still running 0.75 s after the graceful timeout: exiting")
+    server.waitFor(rf"\[worker {pid}\] Still running 0.75 s after the drain's deadline: exiting")
     server.waitFor(rf"Worker {pid} exited after 2 requests \(limit\)")
     assert took < GRACEFUL + 1 + SLACK, took

@@ -167,7 +167,7 @@ class ExitDeadline:
 
     def _exit(self) -> None:
         _log.warn(
-            "Still running {grace} s after the graceful timeout: exiting without what holds the worker",
+            "Still running {grace} s after the drain's deadline: exiting without what holds the worker",
             grace=EXIT_GRACE,
         )
         sys.stdout.flush()
