@@ -74,8 +74,10 @@ class IWorker(Interface):
     served = Attribute("How many requests it has admitted so far.")
     limit = Attribute("How many requests it serves before it retires (0: no limit; 0 until it has drawn its limit).")
     reason = Attribute(
-        "Why it left, in C{child_exit}: C{limit}, C{stop}, C{quick}, C{memory}, C{timeout}, C{scaled down}, "
-        "C{orphaned} or how it died (C{killed by SIGKILL}); C{''} while it serves."
+        "Why it leaves: the value of a L{prefork.messages.ExitReason} (C{limit}, C{memory}, C{stop}, C{quick}, "
+        "C{scaled down}, C{timeout}; C{orphaned} in C{worker_exit} alone), or in C{child_exit} how a worker that "
+        "gave none died (C{was killed by SIGKILL}); C{''} while it serves.  In C{child_exit} a reason the master "
+        "decided (C{scaled down}, C{timeout}) wins over what the worker said."
     )
     status = Attribute("Its wait status (see L{os.waitstatus_to_exitcode}) in C{child_exit}, else L{None}.")
 

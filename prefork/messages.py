@@ -46,10 +46,51 @@ class Event(Enum):
     ACTIVE = "active"  # spare worker: now accepting
     NEARING = "nearing"  # worker: close to its limit, wants a successor ready
     BEAT = "beat"  # worker: alive, with its WorkerReport
-    DRAINING = "draining"  # worker: stopped accepting, with served and reason
+    DRAINING = "draining"  # worker: stopped accepting, with served and ExitReason.word
     EXITED = "exited"  # template: worker PID exited, with its wait status
     FATAL = "fatal"  # template or worker: cannot serve, with one line why
     SOURCE = "source"  # template or worker: a source file of the app (--reload)
+
+
+class ExitReason(Enum):
+    """
+    Why a worker leaves.  The value is the text users see (the log, the
+    hooks' C{worker.reason}, the docs); on the status pipe the reason
+    travels as its name in lower case, one word, which for every reason a
+    worker sends is also the word of the versions before this enum (a
+    master and a template of different versions meet during a reload after
+    an upgrade).
+
+    The worker decides most reasons itself and reports them as it begins
+    to drain; the master decides L{SCALED_DOWN} and L{TIMEOUT}, and its
+    decision wins over what the worker then reports.
+    """
+
+    LIMIT = "limit"  # served its request limit (--max-requests)
+    MEMORY = "memory"  # used more than --max-rss or --max-uss
+    STOP = "stop"  # told to stop (TERM): the server or its generation stops
+    QUICK = "quick"  # told to stop quickly (INT, QUIT)
+    ORPHANED = "orphaned"  # its master or template is gone
+    SCALED_DOWN = "scaled down"  # the master: one worker fewer (TTOU)
+    TIMEOUT = "timeout"  # the master: no heartbeat for --timeout seconds
+
+    @property
+    def word(self) -> str:
+        """
+        The reason on the status pipe.
+        """
+        return self.name.lower()
+
+    @classmethod
+    def fromWord(cls, word: str) -> ExitReason | None:
+        """
+        The reason a status line names, or L{None} for a word this version
+        does not know.
+        """
+        try:
+            return cls[word.upper()]
+        except KeyError:
+            return None
 
 
 class Command(Enum):

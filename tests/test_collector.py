@@ -12,7 +12,7 @@ from zope.interface.verify import verifyObject
 from fakestate import FakeGeneration, FakeServer, worker
 from prefork.master.interfaces import IGenerationState, IServerState
 from prefork.master.workers import WorkerRecord
-from prefork.messages import WorkerReport
+from prefork.messages import ExitReason, WorkerReport
 from prefork.status.collector import (
     HISTORY_POINTS,
     HISTORY_STEP,
@@ -31,14 +31,14 @@ def server() -> FakeServer:
     busy worker, an idle one, a spare and one booting.
     """
     old = worker(101, born=START - 100, served=60)
-    old.draining("stop", served=60)
+    old.draining(ExitReason.STOP, served=60)
     busy, idle = worker(201, born=START - 10, served=5, inFlight=1), worker(202, born=START - 20, served=3)
     spare, booting = worker(203, born=START - 5, spare=True), WorkerRecord(204, born=START - 1)
     server = FakeServer(
         generations=[FakeGeneration(1, True, [old], True), FakeGeneration(2, False, [busy, idle, spare, booting], True)]
     )
     gone = WorkerRecord(100, served=100)
-    gone.draining("limit", served=100)
+    gone.draining(ExitReason.LIMIT, served=100)
     server.tally.workerExited(server.generations[0], gone, 0, False)
     return server
 
@@ -152,5 +152,5 @@ def test_not_ready_once_stopping(server: FakeServer) -> None:
 def test_not_ready_when_no_worker_accepts(server: FakeServer) -> None:
     for record in server.generations[1].records:
         if record.accepting:
-            record.draining("limit")
+            record.draining(ExitReason.LIMIT)
     assert str(readiness(server)) == "not ready: no worker accepts connections"

@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from prefork.child import heartbeat, worker
 from prefork.child.worker import IDLE_GRACE, QUICK_STOP_TIMEOUT, Worker
 from prefork.config import ServerConfig
-from prefork.messages import Event, Message
+from prefork.messages import Event, ExitReason, Message
 from prefork.web.connection import HTTPConnection
 from resources import Held
 from server import TIMEOUT
@@ -205,7 +205,7 @@ def test_drain_in_order(running: Callable[..., Running]) -> None:
     busy = w.connect(HELD)
     new = w.connect()  # connected, its request not sent yet
     w.worker.guard.begin()
-    w.worker.drain("stop")
+    w.worker.drain(ExitReason.STOP)
     assert w.port.events == ["stopReading", f"doRead {2**16}", "close"]
     assert w.sent[-1] == Message(Event.DRAINING, w.worker.pid, ("2", "stop"))
     assert w.site.closing
@@ -241,7 +241,7 @@ def test_response_begun_before_the_drain_closes_after(running: Callable[..., Run
     busy = w.connect(HELD)
     [request] = w.site.resource.held
     request.write(b"begun")
-    w.worker.drain("stop")
+    w.worker.drain(ExitReason.STOP)
     w.reactor.advance(IDLE_GRACE)
     assert not busy.closing
     request.finish()
@@ -258,7 +258,7 @@ def test_idle_connection_with_a_request_waiting_is_answered(running: Callable[..
     w = running()
     waiting = w.connect(GET)
     waiting.transport.socket.pending = GET
-    w.worker.drain("quick", QUICK_STOP_TIMEOUT)
+    w.worker.drain(ExitReason.QUICK, QUICK_STOP_TIMEOUT)
     assert not waiting.closing
     waiting.transport.socket.pending = b""
     waiting.channel.dataReceived(GET)
@@ -285,7 +285,7 @@ def test_graceful_timeout_cuts_what_is_left(running: Callable[..., Running]) -> 
     w = running(gracefulTimeout=10.0)
     busy = w.connect(HELD)
     w.worker.guard.begin()
-    w.worker.drain("stop")
+    w.worker.drain(ExitReason.STOP)
     w.reactor.advance(9.9)
     assert w.reactor.running and not busy.transport.disconnected
     w.reactor.advance(0.1)
@@ -301,10 +301,10 @@ def test_quick_stop_shortens_a_graceful_drain(running: Callable[..., Running]) -
     w = running()
     idle = w.connect(GET)
     w.connect(HELD)
-    w.worker.drain("stop")
+    w.worker.drain(ExitReason.STOP)
     w.reactor.advance(0.1)
     assert not idle.closing
-    w.worker.drain("quick", QUICK_STOP_TIMEOUT)
+    w.worker.drain(ExitReason.QUICK, QUICK_STOP_TIMEOUT)
     assert idle.closing
     w.reactor.advance(QUICK_STOP_TIMEOUT)
     assert not w.reactor.running
@@ -316,8 +316,8 @@ def test_quick_stop_shortens_a_graceful_drain(running: Callable[..., Running]) -
 def test_a_longer_timeout_does_not_extend_a_drain(running: Callable[..., Running]) -> None:
     w = running(gracefulTimeout=10.0)
     w.connect(HELD)
-    w.worker.drain("quick", QUICK_STOP_TIMEOUT)
-    w.worker.drain("stop")
+    w.worker.drain(ExitReason.QUICK, QUICK_STOP_TIMEOUT)
+    w.worker.drain(ExitReason.STOP)
     w.reactor.advance(QUICK_STOP_TIMEOUT)
     assert not w.reactor.running
 

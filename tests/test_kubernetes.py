@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from prefork.master.supervisor import STOP_KILL_MARGIN
 from prefork.tap import Options
 from server import Server
 from statusclient import probe, statusPort
@@ -80,7 +81,8 @@ def test_grace_period_covers_the_drain() -> None:
     """
     Kubernetes kills what still runs C{terminationGracePeriodSeconds} after
     the stop began: that must leave the preStop sleep and the whole
-    C{--graceful-timeout} drain time to finish.
+    C{--graceful-timeout} drain time to finish, and the second after it in
+    which workers abandon what is left and exit.
     """
     pod = manifest("deployment.yaml")["spec"]["template"]["spec"]
     graceful = float(option("--graceful-timeout"))
@@ -88,7 +90,7 @@ def test_grace_period_covers_the_drain() -> None:
     assert command[0] == "sleep"
     preStop = float(command[1])
     assert pod["terminationGracePeriodSeconds"] > graceful
-    assert pod["terminationGracePeriodSeconds"] > preStop + graceful
+    assert pod["terminationGracePeriodSeconds"] > preStop + graceful + STOP_KILL_MARGIN
 
 
 def test_service_reaches_the_pods() -> None:

@@ -12,7 +12,7 @@ from prefork.config import ServerConfig
 from prefork.master.generation import Generation
 from prefork.master.supervisor import Master
 from prefork.master.workers import WorkerState
-from prefork.messages import ACTIVATE_SIGNAL, Event, Message
+from prefork.messages import ACTIVATE_SIGNAL, Event, ExitReason, Message
 
 
 class RecordingGeneration(Generation):
@@ -126,7 +126,7 @@ def test_silent_worker_is_aborted_then_killed() -> None:
     assert generation.signals == [(10, signal.SIGABRT)]
     clock.advance(2)
     assert generation.signals[-1] == (10, signal.SIGKILL)
-    assert generation.workers[10].reason == "timeout"
+    assert generation.workers[10].reason is ExitReason.TIMEOUT
 
 
 def test_ttou_drains_a_worker_not_the_spare() -> None:
@@ -138,6 +138,44 @@ def test_ttou_drains_a_worker_not_the_spare() -> None:
     assert generation.signals == [(10, signal.SIGTERM)]
     assert generation.workers[10].state is WorkerState.DRAINING
     assert generation.workers[12].spare
+
+
+def test_the_masters_reason_wins_over_the_workers() -> None:
+    """
+    A worker told to drain reports that it drains because it was told to
+    stop: the reason stays the master's, to the end.
+    """
+    master, generation, _ = setUp(workers=2, spares=0)
+    boot(master, generation, 10)
+    boot(master, generation, 11)
+    exits: list[str] = []
+    master.childExited = lambda generation, record, status: exits.append(record.shownReason)
+    master.removeWorker()
+    report(master, generation, Event.DRAINING, 10, "100", ExitReason.STOP.word)
+    assert generation.workers[10].reason is ExitReason.SCALED_DOWN
+    report(master, generation, Event.EXITED, 10, "0")
+    assert exits == ["scaled down"]
+
+
+def test_the_workers_reason_when_the_master_decided_none() -> None:
+    master, generation, _ = setUp(workers=1, spares=0)
+    boot(master, generation, 10)
+    report(master, generation, Event.DRAINING, 10, "100", ExitReason.MEMORY.word)
+    assert generation.workers[10].reason is ExitReason.MEMORY
+    # A word this version does not know changes nothing.
+    report(master, generation, Event.DRAINING, 10, "100", "sunspots")
+    assert generation.workers[10].reason is ExitReason.MEMORY
+
+
+def test_an_abort_is_the_last_word() -> None:
+    master, generation, _ = setUp(workers=2, spares=0)
+    boot(master, generation, 10)
+    boot(master, generation, 11)
+    master.removeWorker()
+    generation.abort(generation.workers[10])
+    generation.drain(generation.workers[10], ExitReason.SCALED_DOWN)
+    report(master, generation, Event.DRAINING, 10, "100", ExitReason.STOP.word)
+    assert generation.workers[10].reason is ExitReason.TIMEOUT
 
 
 def test_worker_nearing_its_limit_gets_a_spare_ready() -> None:

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 
 from prefork.lineframing import MAX_LINE
 from prefork.master.generation import Generation
-from prefork.messages import STATUS_FD, Command, Event, Message, WorkerReport, send
+from prefork.messages import STATUS_FD, Command, Event, ExitReason, Message, WorkerReport, send
 from server import TIMEOUT
 from test_template_units import Forking
 
@@ -301,3 +301,20 @@ def test_no_command_without_a_template() -> None:
     transport = sender.transport = ProcessTransport()  # type: ignore[assignment]
     transport.stdinClosed = True
     assert not sender.command(Command.SPAWN)
+
+
+def test_exit_reasons_cross_the_pipe_by_name() -> None:
+    """
+    Each reason is one word on the pipe, read back as itself; a word this
+    version does not know reads as none.  The words of the reasons a worker
+    sends are those of the versions before the enum, so that a master and a
+    template of different versions agree during a reload after an upgrade.
+    """
+    for reason in ExitReason:
+        assert reason.word == reason.name.lower() and " " not in reason.word
+        line = Message(Event.DRAINING, 7, ("3", reason.word)).encode()
+        assert ExitReason.fromWord(Message.decode(line.rstrip(b"\n")).args[1]) is reason
+    assert ExitReason.fromWord("sunspots") is None
+    assert ExitReason.SCALED_DOWN.value == "scaled down"
+    for reason in (ExitReason.LIMIT, ExitReason.MEMORY, ExitReason.STOP, ExitReason.QUICK, ExitReason.ORPHANED):
+        assert reason.word == reason.value

@@ -28,8 +28,9 @@ import twisted
 
 import prefork
 from server import APPS, TIMEOUT, Server, descendants, twistd
+from tools import requires
 
-pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="switching user needs root")
+pytestmark = requires("root")
 
 USER = "nobody"
 

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prefork.child import heartbeat
 from prefork.master.workers import RESTART_REASONS, Tally, WorkerRecord, WorkerState, restartReason
 from prefork.memory import MemoryUsage, memoryUsage, residentBytes, uniqueBytes
-from prefork.messages import Event, Message, WorkerReport, printablePath
+from prefork.messages import Event, ExitReason, Message, WorkerReport, printablePath
 from prefork.status.collector import ServerStatus, WorkerStatus, workerState
 from prefork.status.metrics import render
 from prefork.web.accesslog import COMBINED, checkFormat, escape, logTime
@@ -72,19 +72,19 @@ def test_garbled_beat_is_rejected() -> None:
 @pytest.mark.parametrize(
     "reason, status, generationStopping, serverStopping, expected",
     [
-        ("limit", EXITED_OK, False, False, "limit"),
-        ("memory", EXITED_OK, False, False, "memory"),
-        ("stop", EXITED_OK, True, False, "reload"),
-        ("stop", EXITED_OK, False, False, None),  # TTOU: one worker fewer
-        ("stop", EXITED_OK, True, True, None),  # the server stops
-        ("", KILLED, False, False, "crash"),
-        ("limit", 3 << 8, False, False, "crash"),
-        ("", KILLED, True, True, None),
-        ("timeout", KILLED, False, False, "timeout"),
+        (ExitReason.LIMIT, EXITED_OK, False, False, "limit"),
+        (ExitReason.MEMORY, EXITED_OK, False, False, "memory"),
+        (ExitReason.STOP, EXITED_OK, True, False, "reload"),
+        (ExitReason.STOP, EXITED_OK, False, False, None),  # TTOU: one worker fewer
+        (ExitReason.STOP, EXITED_OK, True, True, None),  # the server stops
+        (None, KILLED, False, False, "crash"),
+        (ExitReason.LIMIT, 3 << 8, False, False, "crash"),
+        (None, KILLED, True, True, None),
+        (ExitReason.TIMEOUT, KILLED, False, False, "timeout"),
     ],
 )
 def test_restart_reasons(
-    reason: str, status: int, generationStopping: bool, serverStopping: bool, expected: str | None
+    reason: ExitReason | None, status: int, generationStopping: bool, serverStopping: bool, expected: str | None
 ) -> None:
     generation = SimpleNamespace(stopping=generationStopping)
     record = WorkerRecord(1, reason=reason)
@@ -94,7 +94,7 @@ def test_restart_reasons(
 def test_tally_counts_served_and_restarts() -> None:
     tally = Tally()
     generation = SimpleNamespace(stopping=False)
-    tally.workerExited(generation, WorkerRecord(1, served=5, reason="limit"), EXITED_OK, False)
+    tally.workerExited(generation, WorkerRecord(1, served=5, reason=ExitReason.LIMIT), EXITED_OK, False)
     tally.workerExited(generation, WorkerRecord(2, served=2), KILLED, False)
     assert tally.served == 7
     assert tally.restarts == {"limit": 1, "reload": 0, "crash": 1, "timeout": 0, "memory": 0}

@@ -94,3 +94,47 @@ def test_a_failing_call_is_logged_and_its_thread_goes_on() -> None:
 def test_needs_a_thread() -> None:
     with pytest.raises(ValueError, match="at least one thread, not 0"):
         RequestThreads(0, "test-pool")
+
+
+class _Exchange:
+    """
+    Stands for a worker's exchange: a call of its bound method serves the
+    request of its environ.
+    """
+
+    def __init__(self, release: threading.Event, method: str, path: str) -> None:
+        self.release = release
+        self.environ = {"REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": path}
+        self.running = threading.Event()
+
+    def run(self) -> None:
+        self.running.set()
+        self.release.wait(TIMEOUT)
+
+
+def test_stop_abandons_what_outlives_its_timeout() -> None:
+    """
+    A call still running when the timeout is up is abandoned, named by its
+    request, and so is every call queued behind it; stop() returns in time.
+    """
+    pool = RequestThreads(1, "test-pool")
+    release = threading.Event()
+    blocking = _Exchange(release, "GET", "/block\n")
+    pool.start()
+    pool.callInThread(blocking.run)
+    assert blocking.running.wait(TIMEOUT)
+    pool.callInThread(_Exchange(release, "POST", "/queued").run)
+    try:
+        abandoned = pool.stop(timeout=0.2)
+    finally:
+        release.set()
+    assert abandoned == ["GET /block\\x0a (in test-pool-0)", "POST /queued (not started)"]
+
+
+def test_stop_abandons_nothing_that_finishes_in_time() -> None:
+    pool = RequestThreads(2, "test-pool")
+    pool.start()
+    done: list[int] = []
+    pool.callInThread(done.append, 1)
+    assert pool.stop(timeout=TIMEOUT) == []
+    assert done == [1]

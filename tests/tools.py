@@ -1,6 +1,6 @@
 """
 What some tests need besides Python: external programs (nginx, Chromium,
-Server::Starter, systemd's tools) and PyPI.
+Server::Starter, systemd's tools), PyPI, root and IPv6.
 
 A test declares each with L{requires}; C{conftest.py} skips it, naming what
 is missing and where it comes from, or, with C{PREFORK_TESTS_REQUIRE_ALL=1}
@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -38,7 +39,8 @@ class Requirement:
     """
     Something a test needs that a machine with Python alone lacks.
 
-    @ivar name: What the tests call it: a program's name, or C{"pypi"}.
+    @ivar name: What the tests call it: a program's name, or C{"pypi"},
+        C{"root"}, C{"ipv6"}...
     @ivar source: Where it comes from, said after what is missing.
     @ivar problem: Says why it cannot be used here, or returns L{None}.
     """
@@ -83,6 +85,25 @@ def _pypiProblem() -> str | None:
     return None
 
 
+def _rootProblem() -> str | None:
+    if os.geteuid() != 0:
+        return f"the tests run as uid {os.geteuid()}, not as root"
+    return None
+
+
+def _ipv6Problem() -> str | None:
+    probe = None
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        probe.bind(("::1", 0))
+    except OSError as e:
+        return f"this machine has no IPv6 loopback (cannot listen on ::1: {e})"
+    finally:
+        if probe is not None:
+            probe.close()
+    return None
+
+
 def _venvProblem() -> str | None:
     if importlib.util.find_spec("ensurepip") is None:
         return "this Python cannot make a virtualenv with pip (no ensurepip)"
@@ -104,6 +125,8 @@ REQUIREMENTS: dict[str, Requirement] = {
         _program("curl", "curl"),
         _program("openssl", "openssl"),
         Requirement("nginx-stream", "the Debian package libnginx-mod-stream provides it", _nginxStreamProblem),
+        Requirement("root", "switching user needs root: run the tests as root (CI does)", _rootProblem),
+        Requirement("ipv6", "the loopback interface needs ::1 (sysctl net.ipv6.conf.lo.disable_ipv6=0)", _ipv6Problem),
         Requirement("venv", "the Debian package python3-venv provides it", _venvProblem),
         Requirement("pypi", "the test installs the package and its dependencies from it", _pypiProblem),
     ]

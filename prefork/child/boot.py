@@ -5,6 +5,10 @@ its TLS, to serving in a L{Worker} and the exit status once it is done.
 
 Each step that fails tells the master why in one line, and the worker exits
 as one that could not boot.
+
+Once its reactor begins to shut down, a worker is out of the process by its
+drain's deadline and L{EXIT_GRACE} more, whatever holds it there: threads of
+the application, a hook, the reactor's own shutdown.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import faulthandler
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +26,7 @@ from twisted.logger import Logger
 
 from prefork.child.appload import AppLoadError, loadApp, ownSources
 from prefork.child.childlog import logToStderr
-from prefork.child.worker import Listener, Worker, WorkerView
+from prefork.child.worker import EXIT_GRACE, Listener, Worker, WorkerView
 from prefork.config import ServerConfig
 from prefork.hooks import NO_HOOKS, Hooks, IServer, ServerInfo
 from prefork.importing import LoadError
@@ -123,6 +128,8 @@ def serve(
         return EXIT_BOOT_FAILED
     worker = Worker(reactor, config, generation, application, listeners, spare, hooks, view, creators)
     worker.start()
+    deadline = ExitDeadline(worker)
+    reactor.addSystemEventTrigger("before", "shutdown", deadline.arm)
     reactor.run()
     if worker.bootFailed:
         return EXIT_BOOT_FAILED
@@ -131,7 +138,41 @@ def serve(
     if worker.accessLog is not None:
         # The lines of the last requests wait for a turn that never came.
         worker.accessLog.flush()
+    deadline.cancel()
     return EXIT_DONE
+
+
+class ExitDeadline:
+    """
+    Ends the worker's process at its drain's deadline plus L{EXIT_GRACE}:
+    from a thread of its own, so that nothing the main thread waits for can
+    hold the process past it (only C code that never releases the GIL can;
+    the master's watchdog and stop timer see to that).
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self._timer: threading.Timer | None = None
+
+    def arm(self) -> None:
+        if self._timer is not None:
+            return
+        self._timer = threading.Timer(self.worker.timeLeft() + EXIT_GRACE, self._exit)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _exit(self) -> None:
+        _log.warn(
+            "Still running {grace} s after the drain's deadline: exiting without what holds the worker",
+            grace=EXIT_GRACE,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_DONE)
 
 
 def _callOnAbort(hooks: Hooks, view: WorkerView) -> None:

@@ -4,8 +4,12 @@ until it has served its limit of requests or is told to stop.
 
 Its life is starting, serving, draining, exited.  Draining stops accepting at
 once, closes idle keep-alive connections, answers every request already
-accepted (with C{Connection: close}), waits for the exit guard, and exits;
-never for longer than the graceful timeout.
+accepted (with C{Connection: close}), waits for the exit guard, and exits.
+At the graceful timeout it abandons what is left, naming each request it
+abandons (method and path) in its log: it aborts the connections, gives the
+application's threads L{THREAD_GRACE} more, and exits without those that are
+still busy (see L{prefork.child.boot}, which also exits the process at
+L{EXIT_GRACE} after the deadline, whatever holds it).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from prefork.child.heartbeat import Heartbeat
 from prefork.config import ServerConfig
 from prefork.hooks import NO_HOOKS, Hooks, IWorker
 from prefork.memory import MemoryUsage, memoryUsage
-from prefork.messages import ACTIVATE_SIGNAL, Event, Message, send
+from prefork.messages import ACTIVATE_SIGNAL, Event, ExitReason, Message, printablePath, send
 from prefork.proctitle import setTitle, workerTitle
 from prefork.web.accesslog import COMBINED, AccessLog
 from prefork.web.proxies import TrustedProxies
@@ -53,6 +57,13 @@ QUICK_STOP_TIMEOUT = 1.0
 #: closing the connection under it would fail it (bench/ counted thousands of
 #: such errors per run with recycling at 100 requests).
 IDLE_GRACE = 0.5
+#: How long after a drain's deadline the application's threads have to
+#: finish before the worker exits without them, in seconds.
+THREAD_GRACE = 0.5
+#: How long after a drain's deadline a worker exits whatever holds it (a
+#: thread, a hook, the reactor's shutdown), in seconds: less than the second
+#: the master allows beyond --graceful-timeout before it kills.
+EXIT_GRACE = 0.75
 
 _log = Logger()
 
@@ -76,6 +87,17 @@ def successorPoint(limit: int) -> int:
     if limit < 2:
         return 0
     return limit - max(1, limit // 5)
+
+
+def describeRequest(request: Any) -> str:
+    """
+    A request as its method and path, for a log line; a request whose head
+    has not arrived yet says so.
+    """
+    method, path = getattr(request, "method", None), getattr(request, "path", None)
+    if not isinstance(method, bytes) or not isinstance(path, bytes):
+        return "(a request not read yet)"
+    return f"{printablePath(method, 20)} {printablePath(path)}"
 
 
 @implementer(IWorker)
@@ -152,7 +174,7 @@ class Worker:
         self.site = WorkerSite(
             resource,
             self.limit,
-            lambda: self.drain("limit"),
+            lambda: self.drain(ExitReason.LIMIT),
             self.accessLog,
             limits=config.requestLimits(),
             continueOnRead=self.threadpool is not None,
@@ -168,6 +190,8 @@ class Worker:
         self._ports: list[FairTCPPort | FairUNIXPort] = []
         self._beating = LoopingCall(self._beat)
         self._deadline: IDelayedCall | None = None
+        #: When, in the reactor's seconds, a drain must be over.
+        self.exitBy: float | None = None
         self._idleClose: IDelayedCall | None = None
         self.draining = False
 
@@ -218,7 +242,7 @@ class Worker:
         # The reactor installed its own handlers as it started; ours replace
         # them, so that TERM drains instead of dropping connections.
         for signum, handler in [
-            (signal.SIGTERM, lambda: self.drain("stop")),
+            (signal.SIGTERM, lambda: self.drain(ExitReason.STOP)),
             (signal.SIGINT, self._interrupted),
             (signal.SIGQUIT, self._interrupted),
             (signal.SIGUSR1, self.reopenLogs),
@@ -237,7 +261,7 @@ class Worker:
 
     def _interrupted(self) -> None:
         self.hooks.callLogged("worker_int", self.view)
-        self.drain("quick", QUICK_STOP_TIMEOUT)
+        self.drain(ExitReason.QUICK, QUICK_STOP_TIMEOUT)
 
     def _askForSuccessor(self) -> None:
         send(Message(Event.NEARING, self.pid))
@@ -258,9 +282,9 @@ class Worker:
         alive = self.heartbeat.beat()
         setTitle(workerTitle(self.config.app, self.generation, self.site.served, self.limit, self.spare))
         if not alive or os.getppid() != self.parentPid:
-            self.drain("orphaned", QUICK_STOP_TIMEOUT)
+            self.drain(ExitReason.ORPHANED, QUICK_STOP_TIMEOUT)
         elif not self.draining and self._overMemoryLimit(memory):
-            self.drain("memory")
+            self.drain(ExitReason.MEMORY)
 
     def _overMemoryLimit(self, memory: MemoryUsage) -> bool:
         """
@@ -286,7 +310,7 @@ class Worker:
             self.accessLog.reopen()
             _log.info("Reopened the access log {path}", path=self.accessLog.path)
 
-    def drain(self, reason: str, timeout: float | None = None) -> None:
+    def drain(self, reason: ExitReason, timeout: float | None = None) -> None:
         """
         Stop accepting, finish what was accepted and the exit guard, exit.
         Idle keep-alive connections are closed after L{IDLE_GRACE}, or at
@@ -299,22 +323,25 @@ class Worker:
         quick = timeout is not None
         timeout = self.config.gracefulTimeout if timeout is None else timeout
         if self.draining:
-            if self._deadline is not None and self._deadline.getTime() > self.reactor.seconds() + timeout:
-                self._deadline.reset(timeout)
+            if self.exitBy is not None and self.exitBy > self.reactor.seconds() + timeout:
+                self.exitBy = self.reactor.seconds() + timeout
+                if self._deadline is not None:
+                    self._deadline.reset(timeout)
             if quick:
                 self.site.closeIdleConnections()
             return
         self.draining = True
-        self.view.reason = reason
+        self.view.reason = reason.value
         self.site.closing = True
         # A worker retiring at its limit leaves waiting connections to the
         # others; when the whole server stops, nobody else will take them.
-        self._stopAccepting(takePending=reason != "limit")
-        send(Message(Event.DRAINING, self.pid, (str(self.site.served), reason)))
+        self._stopAccepting(takePending=reason is not ExitReason.LIMIT)
+        send(Message(Event.DRAINING, self.pid, (str(self.site.served), reason.word)))
         if quick:
             self.site.closeIdleConnections()
         else:
             self._idleClose = self.reactor.callLater(IDLE_GRACE, self.site.closeIdleConnections)
+        self.exitBy = self.reactor.seconds() + timeout
         self._deadline = self.reactor.callLater(timeout, self._giveUp)
         finished: Deferred[None] = self.site.whenEmpty()
         finished.addCallback(lambda _: self.guard.wait())
@@ -338,12 +365,32 @@ class Worker:
             port.socket.close()
         self._ports = []
 
+    def timeLeft(self) -> float:
+        """
+        How long until the drain's deadline, in seconds: 0 once it has
+        passed, or when the worker is not draining.
+        """
+        if self.exitBy is None:
+            return 0.0
+        left: float = self.exitBy - self.reactor.seconds()
+        return max(0.0, left)
+
+    def inFlight(self) -> list[str]:
+        """
+        The requests admitted and not yet answered, as method and path.
+        """
+        return [describeRequest(channel.current) for channel in self.site.channels if channel.current is not None]
+
     def _giveUp(self) -> None:
         self._deadline = None
+        requests = self.inFlight()
         _log.warn(
-            "Drain timed out with {connections} connections open and {guards} exit guards pending",
+            "Drain timed out with {connections} connections open and {guards} exit guards pending; "
+            "abandoning {count} requests: {requests}",
             connections=len(self.site.channels),
             guards=self.guard.pending,
+            count=len(requests),
+            requests=", ".join(requests) or "none",
         )
         self.site.abortConnections()
         self._stop()
@@ -361,5 +408,15 @@ class Worker:
             self.reactor.stop()
 
     def stopThreads(self) -> None:
-        if self.threadpool is not None:
-            self.threadpool.stop()
+        """
+        Stop the application's threads, waiting for them until the drain's
+        deadline and L{THREAD_GRACE} more; name what they abandon.
+        """
+        if self.threadpool is None:
+            return
+        abandoned = self.threadpool.stop(self.timeLeft() + THREAD_GRACE)
+        if abandoned:
+            _log.warn(
+                "Exiting with {count} calls of the application unfinished: {abandoned}",
+                count=len(abandoned), abandoned=", ".join(abandoned),
+            )

@@ -29,7 +29,16 @@ from prefork.master.forkedtemplate import forkTemplate
 from prefork.master.interfaces import IGenerationObserver, IGenerationState
 from prefork.master.sockets import ListeningSocket
 from prefork.master.workers import WorkerRecord, WorkerState
-from prefork.messages import ACTIVATE_SIGNAL, FIRST_LISTEN_FD, STATUS_FD, Command, Event, Message, TemplateSetup
+from prefork.messages import (
+    ACTIVATE_SIGNAL,
+    FIRST_LISTEN_FD,
+    STATUS_FD,
+    Command,
+    Event,
+    ExitReason,
+    Message,
+    TemplateSetup,
+)
 
 #: Environment variables that hand sockets to this server (and systemd's
 #: notification socket and watchdog, which speak for the master alone); they
@@ -135,11 +144,12 @@ class Generation(ProcessProtocol):
         if record.state is WorkerState.SERVING:
             self.signal(record.pid, ACTIVATE_SIGNAL)
 
-    def drain(self, record: WorkerRecord, reason: str) -> None:
+    def drain(self, record: WorkerRecord, reason: ExitReason) -> None:
         """
-        Have one worker finish what it has and exit.
+        Have one worker finish what it has and exit, for C{reason}: the
+        master's decision, whatever the worker then reports.
         """
-        record.draining(reason)
+        record.drain(reason)
         self.signal(record.pid, signal.SIGTERM)
 
     def abort(self, record: WorkerRecord) -> None:
@@ -257,7 +267,7 @@ class Generation(ProcessProtocol):
         elif message.event is Event.BEAT:
             record.beat(message.report())
         elif message.event is Event.DRAINING:
-            record.draining(message.args[1], served=int(message.args[0]))
+            record.draining(ExitReason.fromWord(message.args[1]), served=int(message.args[0]))
             self.observer.workerDraining(self, record)
         elif message.event is Event.EXITED:
             del self.workers[message.pid]

@@ -22,7 +22,7 @@ from prefork.master.generation import Generation
 from prefork.master.interfaces import IGenerationState, ILifecycleObserver
 from prefork.master.supervisor import Master
 from prefork.master.workers import WorkerRecord, describeExit
-from prefork.messages import EXIT_DONE
+from prefork.messages import EXIT_DONE, ExitReason
 
 
 @implementer(IServer)
@@ -98,7 +98,7 @@ class MasterHooks(Service):
         if "child_exit" not in self.hooks:
             return
         clean = status >= 0 and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_DONE
-        reason = record.reason or ("stop" if clean else describeExit(status))
+        reason = record.shownReason or (ExitReason.STOP.value if clean else describeExit(status))
         worker = WorkerInfo(
             record.pid, generation.number, self.server.config, record.served, record.limit, reason, status
         )

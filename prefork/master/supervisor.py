@@ -35,6 +35,7 @@ from prefork.master.sockets import ListeningSocket
 from prefork.master.twistdlog import findLogFile
 from prefork.master.watchdog import HeartbeatWatchdog
 from prefork.master.workers import Tally, WorkerRecord, WorkerState, describeExit, exitedAsAsked, exitFields
+from prefork.messages import ExitReason
 
 #: A worker dying before any worker of its generation served is a boot
 #: failure; after this many in a row the generation is given up.
@@ -43,6 +44,10 @@ MAX_BOOT_FAILURES = 5
 MAX_BACKOFF = 30.0
 #: How long a quick stop lets workers finish before they are killed.
 QUICK_STOP_GRACE = 2.0
+#: How long beyond --graceful-timeout a stopping worker has to exit by
+#: itself, naming the requests it abandons, before it is killed: it exits
+#: within prefork.child.worker.EXIT_GRACE of its deadline.
+STOP_KILL_MARGIN = 1.0
 
 
 def backoff(failures: int) -> float:
@@ -124,7 +129,7 @@ class Master(Service):
         signum = signal.SIGINT if self.quick else signal.SIGTERM
         for generation in self.generations:
             generation.stop(signum)
-        grace = QUICK_STOP_GRACE if self.quick else self.config.gracefulTimeout
+        grace = QUICK_STOP_GRACE if self.quick else self.config.gracefulTimeout + STOP_KILL_MARGIN
         self._killTimer = self.reactor.callLater(grace, self._killAll)
         done = DeferredList([generation.ended for generation in self.generations])
         done.addCallback(self._stopped)
@@ -244,7 +249,7 @@ class Master(Service):
             surplus = generation.active() - self.workerCount
             candidates = [w for w in generation.workers.values() if w.counted and not w.spare]
             for record in candidates[:max(0, surplus)]:
-                generation.drain(record, "scaled down")
+                generation.drain(record, ExitReason.SCALED_DOWN)
 
     # Reports from the generations in (IGenerationObserver).
 
@@ -270,13 +275,14 @@ class Master(Service):
             self._healthy(generation)
             self._log.info(
                 "Worker {pid} exited after {served} requests ({reason})",
-                pid=record.pid, generation=generation.number, served=record.served, reason=record.reason or "stopped",
+                pid=record.pid, generation=generation.number, served=record.served,
+                reason=record.shownReason or "stopped",
             )
         elif not (generation.stopping or self.stopping):
             self._log.warn(
                 "Worker {pid} {how} after {served} requests{why}",
                 pid=record.pid, generation=generation.number, how=describeExit(status), served=record.served,
-                why=f" ({record.reason})" if record.reason else "", **exitFields(status),
+                why=f" ({record.shownReason})" if record.reason else "", **exitFields(status),
             )
             if self._crashed(generation, status):
                 return

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from prefork.messages import EXIT_DONE, WorkerReport
+from prefork.messages import EXIT_DONE, ExitReason, WorkerReport
 
 if TYPE_CHECKING:
     from prefork.master.interfaces import IGenerationState
@@ -111,7 +111,10 @@ class WorkerRecord:
     @ivar served: Requests it has served, as last reported.
     @ivar born: When the master first heard of it, in the reactor's seconds.
     @ivar lastHeard: When the master last heard from it.
-    @ivar reason: Why it drains or drained (C{"limit"}, C{"timeout"}, ...).
+    @ivar reason: Why it drains or drained; L{None} until it or the master
+        says.
+    @ivar decided: Whether the master decided the reason, which what the
+        worker reports then does not change.
     @ivar nearing: Close to its request limit: a spare is kept ready to
         succeed it.
     @ivar status: Its wait status, once it has exited.
@@ -124,7 +127,8 @@ class WorkerRecord:
     served: int = 0
     born: float = 0.0
     lastHeard: float = 0.0
-    reason: str = ""
+    reason: ExitReason | None = None
+    decided: bool = False
     nearing: bool = False
     report: WorkerReport = field(default_factory=WorkerReport)
     status: int | None = None
@@ -142,7 +146,7 @@ class WorkerRecord:
 
     @property
     def timedOut(self) -> bool:
-        return self.reason == "timeout"
+        return self.reason is ExitReason.TIMEOUT
 
     def _enter(self, state: WorkerState) -> bool:
         if state not in _NEXT[self.state]:
@@ -177,22 +181,43 @@ class WorkerRecord:
     def nearLimit(self) -> None:
         self.nearing = True
 
-    def draining(self, reason: str, served: int | None = None) -> None:
+    def draining(self, reason: ExitReason | None, served: int | None = None) -> None:
         """
-        It accepts no more and finishes what it has: told by the master for
-        C{reason}, or reporting so with the count of requests it C{served}.
+        It reports that it accepts no more and finishes what it has, for
+        C{reason} (L{None}: one this version does not know), with the count
+        of requests it C{served}.  A reason the master decided stays.
         """
         self._enter(WorkerState.DRAINING)
         if served is not None:
             self.served = served
-        if not self.timedOut:
+        if reason is not None and not self.decided:
             self.reason = reason
+
+    def drain(self, reason: ExitReason) -> None:
+        """
+        The master tells it to drain, for C{reason}.
+        """
+        self._enter(WorkerState.DRAINING)
+        self._decide(reason)
 
     def abort(self) -> None:
         """
         It was silent for too long and is being aborted.
         """
-        self.reason = "timeout"
+        self._decide(ExitReason.TIMEOUT)
+
+    def _decide(self, reason: ExitReason) -> None:
+        # An abort is the last word: it tells why the worker died.
+        if not self.timedOut:
+            self.reason = reason
+        self.decided = True
+
+    @property
+    def shownReason(self) -> str:
+        """
+        The reason as users see it; C{""} when nobody said.
+        """
+        return self.reason.value if self.reason is not None else ""
 
     def exited(self, status: int) -> None:
         """
@@ -213,8 +238,8 @@ def restartReason(generation: IGenerationState, record: WorkerRecord, status: in
         return None
     if not exitedAsAsked(status):
         return "crash"
-    if record.reason in ("limit", "memory"):
-        return record.reason
+    if record.reason in (ExitReason.LIMIT, ExitReason.MEMORY):
+        return record.shownReason
     if generation.stopping:
         return "reload"
     return None

@@ -138,6 +138,13 @@ class HTTPConnection(Protocol):
         self.site.channelClosed(self)
 
     @property
+    def current(self) -> WorkerRequest | None:
+        """
+        The request this connection is reading or serving, if any.
+        """
+        return self._current
+
+    @property
     def peer(self) -> IAddress:
         # Asked each time: a PROXY protocol header, read after the
         # connection is made, changes it.

@@ -68,6 +68,12 @@ def application(environ, start_response):
     if path == "/allocate":
         # Filled, not zeroed: untouched pages would not count as resident.
         _hoard.append(b"\x01" * (int(query["mb"]) << 20))
+    if path == "/reactor-thread":
+        # Work in the reactor's own thread pool, which the reactor waits
+        # for as it shuts down.
+        from twisted.internet import reactor
+
+        reactor.callInThread(time.sleep, float(query["seconds"]))
     if path == "/sleep":
         print(f"sleeping in {os.getpid()}", flush=True)
         time.sleep(float(query["seconds"]))
