@@ -25,6 +25,7 @@ from typing import Any, NoReturn, TypeVar
 
 import twisted
 from twisted.internet import tcp, unix
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.process import Process
@@ -194,6 +195,16 @@ class LeanEPollReactor(EPollReactor):
     doIteration = doPoll
 
 
+# What a connection has buffered and not yet written.
+
+
+def unwrittenBytes(transport: FileDescriptor) -> int:
+    """
+    How many bytes C{transport} holds that it has not handed to the kernel.
+    """
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
 # The descriptor Twisted keeps to accept and drop connections past EMFILE.
 
 
@@ -270,7 +281,9 @@ def _names(owner: Any, since: str, use: str, *names: str, parameters: Sequence[s
 
 #: Every private name of Twisted's used above, with what for and since when.
 PRIVATE_NAMES: tuple[PrivateName, ...] = tuple(
-    _names(tcp.Port, "12.1.0", "adoptListeningPort: our fair-accept TCP port on an inherited socket",
+    _names(FileDescriptor, "12.1.0", "unwrittenBytes: a connection writes at once when nothing waits before",
+           "_tempDataLen", onInstance=True)
+    + _names(tcp.Port, "12.1.0", "adoptListeningPort: our fair-accept TCP port on an inherited socket",
              "_fromListeningDescriptor", parameters=("reactor", "fd", "addressFamily", "factory"))
     + _names(unix.Port, "17.9.0", "adoptListeningPort: our fair-accept UNIX port on an inherited socket",
              "_fromListeningDescriptor", parameters=("reactor", "fd", "factory"))

@@ -21,6 +21,7 @@ import pytest
 import twisted
 from incremental import Version
 from twisted.internet import tcp, unix
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactor
@@ -71,6 +72,8 @@ def liveOwner(private: PrivateName) -> object:
         return _reactor()
     if private.name == "_fileDescriptor":
         return tcp._reservedFD
+    if private.owner is FileDescriptor:
+        return FileDescriptor()
     assert private.name == "_preexistingSocket", private
     with socket.socket(socket.AF_UNIX) as listening:
         listening.bind(f"\0prefork-test-{id(listening)}")
