@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from prefork.config import ServerConfig
@@ -216,6 +216,8 @@ class WorkerReport:
     @ivar uss: Unique memory (private pages), in bytes.
     @ivar pss: Proportional memory (shared pages split between sharers), in
         bytes.
+    @ivar refusals: How many requests the server refused itself (never
+        reaching the application), by status, since the worker started.
     """
 
     served: int = 0
@@ -225,6 +227,7 @@ class WorkerReport:
     lastPath: str = ""
     uss: int = 0
     pss: int = 0
+    refusals: dict[int, int] = field(default_factory=dict, hash=False)
 
     def toArgs(self) -> tuple[str, ...]:
         # The path is one word (see printablePath).  The fields added after
@@ -233,7 +236,7 @@ class WorkerReport:
         # other's beats: what one side does not know is left at 0.
         return (
             str(self.served), str(self.inFlight), str(self.rss), str(self.lastDuration), self.lastPath or "-",
-            str(self.uss), str(self.pss),
+            str(self.uss), str(self.pss), _refusalsWord(self.refusals),
         )
 
     @classmethod
@@ -245,12 +248,38 @@ class WorkerReport:
         """
         if not args:
             raise ValueError("a beat without its count of requests")
-        defaults = ("0", "0", "0", "0", "-", "0", "0")
-        served, inFlight, rss, lastDuration, lastPath, uss, pss = (*args[:7], *defaults[len(args):])
+        defaults = ("0", "0", "0", "0", "-", "0", "0", "-")
+        served, inFlight, rss, lastDuration, lastPath, uss, pss, refusals = (*args[:8], *defaults[len(args):])
         return cls(
             int(served), int(inFlight), int(rss), int(lastDuration),
-            "" if lastPath == "-" else lastPath, int(uss), int(pss),
+            "" if lastPath == "-" else lastPath, int(uss), int(pss), _readRefusals(refusals),
         )
+
+
+#: The most statuses a beat carries refusals for.  The server refuses with
+#: a handful; the bound keeps the longest beat (its path escaped, every
+#: number at its widest) well inside L{_MAX_LINE}, so never cut.
+MAX_REFUSAL_STATUSES = 40
+
+
+def _refusalsWord(refusals: dict[int, int]) -> str:
+    """
+    Refusals by status as one word: C{400:3,431:1}, or C{-} for none.
+    """
+    counted = sorted((code, n) for code, n in refusals.items() if n > 0)[:MAX_REFUSAL_STATUSES]
+    return ",".join(f"{code}:{n}" for code, n in counted) or "-"
+
+
+def _readRefusals(word: str) -> dict[int, int]:
+    # The counts are for the status page, never for supervision: what this
+    # version cannot read (a later version's syntax) counts nothing rather
+    # than costing the beat that says the worker is alive.
+    refusals: dict[int, int] = {}
+    for entry in word.split(","):
+        code, _, count = entry.partition(":")
+        if len(code) == 3 and (code + count).isascii() and code.isdigit() and count.isdigit():
+            refusals[int(code)] = int(count)
+    return refusals
 
 
 def printablePath(path: bytes, limit: int = 200) -> str:

@@ -16,6 +16,7 @@ from prefork.messages import ExitReason, WorkerReport
 from prefork.status.collector import (
     HISTORY_POINTS,
     HISTORY_STEP,
+    REFUSAL_STATUSES,
     StatusCollector,
     currentGeneration,
 )
@@ -70,6 +71,35 @@ def test_snapshot(server: FakeServer) -> None:
     assert (busy.lastPath, busy.lastDuration) == ("/p", 1500)
     assert (busy.uss, busy.pss) == (9 << 20, 14 << 20)
     assert status.byState() == {"booting": 1, "spare": 1, "idle": 1, "busy": 1, "draining": 1}
+
+
+def test_refusals_of_workers_live_and_gone(server: FakeServer) -> None:
+    """
+    The refusals are those the live workers report plus those the tally
+    kept of the workers gone; the usual statuses show even at 0, any other
+    status once counted, all in order of status.
+    """
+    old, busy = server.generations[0].records[0], server.generations[1].records[0]
+    old.beat(WorkerReport(served=60, refusals={400: 1}))
+    busy.beat(WorkerReport(served=5, inFlight=1, refusals={400: 2, 431: 1, 417: 1}))
+    gone = WorkerRecord(99)
+    gone.beat(WorkerReport(served=7, refusals={414: 3, 400: 4}))
+    server.tally.workerExited(server.generations[0], gone, 0, False)
+    collector = StatusCollector(server, Clock())
+    assert collector.snapshot().refusals == {400: 7, 408: 0, 413: 0, 414: 3, 417: 1, 431: 1, 501: 0, 503: 0}
+    assert list(collector.snapshot().refusals) == sorted(collector.snapshot().refusals)
+    # The busy worker retires: what it refused stays counted.
+    generation = server.generations[1]
+    generation.records.remove(busy)
+    busy.exited(0)
+    server.tally.workerExited(generation, busy, 0, False)
+    assert collector.snapshot().refusals == {400: 7, 408: 0, 413: 0, 414: 3, 417: 1, 431: 1, 501: 0, 503: 0}
+
+
+def test_no_refusals_yet() -> None:
+    status = StatusCollector(FakeServer(), Clock()).snapshot()
+    assert status.refusals == dict.fromkeys(REFUSAL_STATUSES, 0)
+    assert REFUSAL_STATUSES == (400, 408, 413, 414, 431, 501, 503)
 
 
 def test_request_rate_over_the_window(server: FakeServer) -> None:

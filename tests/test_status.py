@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from rawhttp import exchange
 from server import TIMEOUT, Server, UnixHTTPConnection, waitUntil
 from statusclient import STATUS, fetch, metrics, status, statusPort
+from test_corpus import CORPUS, Case
 from tools import program, requires
 
 APP = ("--app", "testapp:application")
@@ -109,6 +111,46 @@ def test_metrics_count_requests(serve) -> None:
     for name in ("prefork_worker_resident_memory_bytes", "prefork_worker_in_flight", "prefork_worker_age_seconds"):
         assert {dict(labels)["worker"] for labels in samples[name]} == live
     assert samples["prefork_requests_per_second"][()] > 0
+
+
+def refuse(server: Server, name: str, expected: int) -> None:
+    """
+    Send the request of tests/http/C{name}.http, which the server refuses
+    itself with C{expected}.
+    """
+    responses, reader = exchange(server.port, Case.load(CORPUS / f"{name}.http").request)
+    reader.sock.close()
+    assert [r.status for r in responses] == [expected]
+
+
+def test_refusals_counted_by_status_past_their_workers(serve) -> None:
+    """
+    The requests the server refuses itself, before any application sees
+    them, are counted by status in the JSON, the metrics and the page,
+    from the heartbeats of the worker that refused them, and still once
+    that worker has retired.
+    """
+    server = serve(
+        *APP, *STATUS, "--workers", "1", "--max-requests", "4",
+        "--limit-request-line", "1024", "--limit-request-field-size", "512",
+    )
+    refusers = {w["pid"] for w in status(server)["workers"]}
+    for name, code, times in [("line-bad-method", 400, 2), ("line-too-long", 414, 1), ("field-too-long", 431, 3)]:
+        for _ in range(times):
+            refuse(server, name, code)
+    expected = {"400": 2, "408": 0, "413": 0, "414": 1, "431": 3, "501": 0, "503": 0}
+    waitUntil(lambda: status(server)["refused_by_status"] == expected, what=f"refusals {expected} reported")
+
+    def retired() -> bool:
+        assert server.get("/")[0] == 200
+        return not refusers & {w["pid"] for w in status(server)["workers"]}
+
+    waitUntil(retired, what=f"workers {refusers} retired")
+    assert status(server)["refused_by_status"] == expected
+    samples = metrics(server)["prefork_refused_requests_total"]
+    assert {dict(labels)["status"]: value for labels, value in samples.items()} == expected
+    page = fetch(server, "/")[2].decode()
+    assert "<em>2</em> 400 · <em>0</em> 408 · <em>0</em> 413 · <em>1</em> 414 · <em>3</em> 431" in page
 
 
 def test_status_endpoint_errors(serve) -> None:

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prefork.child import heartbeat
 from prefork.master.workers import RESTART_REASONS, Tally, WorkerRecord, WorkerState, restartReason
 from prefork.memory import MemoryUsage, memoryUsage, residentBytes, uniqueBytes
-from prefork.messages import Event, ExitReason, Message, WorkerReport, printablePath
+from prefork.messages import MAX_REFUSAL_STATUSES, Event, ExitReason, Message, WorkerReport, printablePath
 from prefork.status.collector import ServerStatus, WorkerStatus, workerState
 from prefork.status.metrics import render
 from prefork.web.accesslog import COMBINED, checkFormat, escape, logTime
@@ -32,13 +32,17 @@ KILLED = signal.SIGKILL  # a wait status: killed by SIGKILL
 _BYTES = st.integers(0, 2**40)
 
 
+_REFUSALS = st.dictionaries(st.integers(100, 599), st.integers(1, 10**9), max_size=10)
+
+
 @given(
-    st.integers(0, 10**9), st.integers(0, 1000), _BYTES, st.integers(0, 10**9), st.binary(max_size=300), _BYTES, _BYTES
+    st.integers(0, 10**9), st.integers(0, 1000), _BYTES, st.integers(0, 10**9), st.binary(max_size=300), _BYTES, _BYTES,
+    _REFUSALS,
 )
 def test_report_survives_the_status_pipe(
-    served: int, inFlight: int, rss: int, duration: int, path: bytes, uss: int, pss: int,
+    served: int, inFlight: int, rss: int, duration: int, path: bytes, uss: int, pss: int, refusals: dict[int, int],
 ) -> None:
-    report = WorkerReport(served, inFlight, rss, duration, printablePath(b"/" + path), uss, pss)
+    report = WorkerReport(served, inFlight, rss, duration, printablePath(b"/" + path), uss, pss, refusals)
     line = Message(Event.BEAT, 42, report.toArgs()).encode()
     assert line.endswith(b"\n") and b"\n" not in line[:-1]
     assert Message.decode(line[:-1]).report() == report
@@ -59,6 +63,48 @@ def test_beats_across_versions() -> None:
     assert WorkerReport.fromArgs(("7", "1", "100", "20", "/x")) == WorkerReport(7, 1, 100, 20, "/x")
     args = WorkerReport(7, 1, 100, 20, "/x", uss=60, pss=80).toArgs()
     assert args[:5] == ("7", "1", "100", "20", "/x")
+    # The refusals came later still: a beat without them counts none, and
+    # a beat with them keeps every older field where it was.
+    assert WorkerReport.fromArgs(args[:7]) == WorkerReport(7, 1, 100, 20, "/x", uss=60, pss=80)
+    newer = WorkerReport(7, 1, 100, 20, "/x", uss=60, pss=80, refusals={431: 2, 400: 1}).toArgs()
+    assert newer[:7] == args[:7] and newer[7:] == ("400:1,431:2",)
+    assert args[7:] == ("-",)
+    # A later version's fields after the refusals are left alone.
+    assert WorkerReport.fromArgs((*newer, "more", "fields")).refusals == {400: 1, 431: 2}
+
+
+def test_refusals_that_do_not_read_count_nothing() -> None:
+    """
+    The refusals serve the status page alone: what does not read as them
+    is skipped, and the beat, which tells the master the worker lives,
+    still reads.
+    """
+    args = ("7", "1", "100", "20", "/x", "0", "0")
+    for word, expected in [
+        ("-", {}),
+        ("", {}),
+        ("400:2,x,4311:1,abc:3,431:,:5,414:-1,408:1:2,413:٣,501:7", {400: 2, 501: 7}),
+        ("400=2;431=1", {}),
+    ]:
+        report = WorkerReport.fromArgs((*args, word))
+        assert (report.served, report.refusals) == (7, expected), word
+
+
+def test_the_longest_beat_is_never_cut() -> None:
+    """
+    A beat with every field at its widest, refusals for more statuses than
+    a beat carries, still fits in one write under PIPE_BUF, whole.
+    """
+    widest = 2**64
+    report = WorkerReport(
+        widest, widest, widest, widest, printablePath(b"\xff" * 1000), widest, widest,
+        dict.fromkeys(range(100, 1000), widest),
+    )
+    line = Message(Event.BEAT, 2**22, report.toArgs()).encode()
+    assert len(line) <= select.PIPE_BUF and len(line) <= 3072
+    read = Message.decode(line[:-1]).report()
+    assert read.refusals == dict.fromkeys(range(100, 100 + MAX_REFUSAL_STATUSES), widest)
+    assert (read.lastPath, read.pss) == (report.lastPath, widest)
 
 
 def test_garbled_beat_is_rejected() -> None:
@@ -100,6 +146,22 @@ def test_tally_counts_served_and_restarts() -> None:
     assert tally.restarts == {"limit": 1, "reload": 0, "crash": 1, "timeout": 0, "memory": 0}
 
 
+def test_tally_counts_refusals_of_the_workers_gone() -> None:
+    """
+    The refusals a worker's last heartbeat told are added up as it exits,
+    whatever the reason.
+    """
+    tally = Tally()
+    generation = SimpleNamespace(stopping=False)
+    first, second = WorkerRecord(1), WorkerRecord(2)
+    first.beat(WorkerReport(served=3, refusals={400: 2, 431: 1}))
+    second.beat(WorkerReport(served=1, refusals={400: 1, 414: 4}))
+    tally.workerExited(generation, first, EXITED_OK, False)
+    tally.workerExited(generation, second, KILLED, True)
+    tally.workerExited(generation, WorkerRecord(3), EXITED_OK, False)
+    assert tally.refusals == {400: 3, 414: 4, 431: 1}
+
+
 def test_worker_states() -> None:
     record = WorkerRecord(1)
     assert workerState(record) == "booting"
@@ -120,7 +182,11 @@ def sampleStatus() -> ServerStatus:
         WorkerStatus(102, 3, "idle", 3, 0, 0, 31 << 20, 2.0, "", 0, uss=13 << 20, pss=19 << 20),
     ]
     restarts = dict.fromkeys(RESTART_REASONS, 0) | {"limit": 4}
-    return ServerStatus(7, "app:application", 60.0, 3, 2, 1234, 12.5, restarts, workers, history=(0.0, 4.5, 12.3333))
+    refusals = {400: 5, 408: 0, 413: 0, 414: 1, 431: 2, 501: 0, 503: 0}
+    return ServerStatus(
+        7, "app:application", 60.0, 3, 2, 1234, 12.5, restarts, workers, history=(0.0, 4.5, 12.3333),
+        refusals=refusals,
+    )
 
 
 def test_metrics_parse() -> None:
@@ -141,6 +207,16 @@ def test_metrics_parse() -> None:
     assert all(f.name.startswith("prefork_") for f in families.values())
 
 
+def test_metrics_count_refusals_by_status() -> None:
+    families = {f.name: f for f in text_string_to_metric_families(render(sampleStatus()))}
+    refused = families["prefork_refused_requests"]
+    assert refused.type == "counter"
+    assert {s.name for s in refused.samples} == {"prefork_refused_requests_total"}
+    assert {s.labels["status"]: s.value for s in refused.samples} == {
+        "400": 5, "408": 0, "413": 0, "414": 1, "431": 2, "501": 0, "503": 0,
+    }
+
+
 def test_status_json_schema() -> None:
     data = sampleStatus().toJSON()
     assert data["workers_by_state"] == {"booting": 0, "spare": 0, "idle": 1, "busy": 1, "draining": 0}
@@ -150,6 +226,8 @@ def test_status_json_schema() -> None:
         "uss_bytes": 12 << 20, "pss_bytes": 18 << 20,
     }
     assert data["requests_per_second_history"] == [0.0, 4.5, 12.33]
+    assert data["refused_by_status"] == {"400": 5, "408": 0, "413": 0, "414": 1, "431": 2, "501": 0, "503": 0}
+    assert list(data["refused_by_status"]) == sorted(data["refused_by_status"])
 
 
 def test_page_escapes_paths() -> None:
@@ -171,11 +249,24 @@ def test_page_shows_memory_and_history() -> None:
     assert "12.3/s now · peak 12.3/s · one point per 5 s, kept 5 min" in page
 
 
+def test_page_shows_refusals_by_status() -> None:
+    from prefork.status.page import renderPage
+
+    page = renderPage(sampleStatus())
+    assert (
+        '<div class="card list"><b><em>5</em> 400 · <em>0</em> 408 · <em>0</em> 413 · <em>1</em> 414 · '
+        "<em>2</em> 431 · <em>0</em> 501 · <em>0</em> 503</b><small>refused by the server, by status</small></div>"
+    ) in page
+
+
 class FakeSite:
     served = 0
     inFlight = 0
     lastPath = b"/"
     lastDuration = 0.0
+
+    def __init__(self) -> None:
+        self.refusals: dict[int, int] = {}
 
 
 def readLines(fd: int) -> list[bytes]:
@@ -246,6 +337,28 @@ def test_heartbeat_throttles_changes(monkeypatch) -> None:
         sender.join(TIMEOUT)
         assert not sender.is_alive()
         assert [Message.decode(line).report().served for line in readLines(readEnd)] == [100]
+    finally:
+        os.close(readEnd)
+        os.close(writeEnd)
+
+
+def test_heartbeat_reports_refusals() -> None:
+    """
+    Every beat carries the refusals counted so far, by status; a report
+    keeps them as they were when it was made.
+    """
+    readEnd, writeEnd = os.pipe()
+    os.set_blocking(readEnd, False)
+    try:
+        site = FakeSite()
+        beat = heartbeat.Heartbeat(5, site, writeEnd)
+        beat.beat()
+        site.refusals.update({400: 2, 431: 1})
+        report = beat.report()
+        site.refusals[400] += 1
+        assert report.refusals == {400: 2, 431: 1}
+        beat.beat()
+        assert [Message.decode(line).report().refusals for line in readLines(readEnd)] == [{}, {400: 3, 431: 1}]
     finally:
         os.close(readEnd)
         os.close(writeEnd)

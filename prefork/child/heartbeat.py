@@ -56,6 +56,9 @@ class Heartbeat:
             lastPath=printablePath(site.lastPath),
             uss=self.memory.uss,
             pss=self.memory.pss,
+            # A copy: the reactor thread goes on counting while the thread
+            # that sends held changes encodes this one.
+            refusals=dict(site.refusals),
         )
 
     def beat(self) -> bool:

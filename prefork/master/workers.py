@@ -252,15 +252,20 @@ class Tally:
 
     @ivar served: Requests served by them.
     @ivar restarts: How many were replaced, by reason.
+    @ivar refusals: Requests the server refused itself in them, by status,
+        as their last heartbeats told.
     """
 
     served: int = 0
     restarts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESTART_REASONS, 0))
+    refusals: dict[int, int] = field(default_factory=dict)
 
     def workerExited(
         self, generation: IGenerationState, record: WorkerRecord, status: int, serverStopping: bool
     ) -> None:
         self.served += record.served
+        for code, count in record.report.refusals.items():
+            self.refusals[code] = self.refusals.get(code, 0) + count
         reason = restartReason(generation, record, status, serverStopping)
         if reason is not None:
             self.restarts[reason] = self.restarts.get(reason, 0) + 1

@@ -6,8 +6,12 @@ over the last few minutes.
 The master learns the first from the workers' heartbeats (see
 L{prefork.child.heartbeat}) and keeps it in its generations' worker tables; it
 counts the second in a L{Tally<prefork.master.workers.Tally>} as each worker
-exits.  A L{StatusCollector} reads both through the master's read-only
-L{IServerState} and turns them into a L{ServerStatus} snapshot, which the
+exits.  The requests the server refused itself (a bad or oversized request,
+answered without the application) are counted the same way: by the live
+workers in their heartbeats, by the gone ones in the tally.
+
+A L{StatusCollector} reads all this through the master's read-only
+L{IServerState} and turns it into a L{ServerStatus} snapshot, which the
 status page, its JSON and the Prometheus metrics all render.
 """
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from twisted.application.service import Service
@@ -27,6 +31,12 @@ from prefork.master.workers import WorkerState, WorkerView
 
 #: The states a worker is shown in.
 WORKER_STATES = ("booting", "spare", "idle", "busy", "draining")
+#: The statuses the server refuses requests with itself, shown even at 0:
+#: a malformed request (400), one not received in time (408), a body, a
+#: request line or header fields too large (413, 414, 431), a transfer
+#: coding it does not know (501), a request while it stops (503).  Any
+#: other status a worker reports is shown too.
+REFUSAL_STATUSES = (400, 408, 413, 414, 431, 501, 503)
 #: The window over which the request rate is averaged, in seconds.
 RATE_WINDOW = 10
 #: The request rate's history keeps one point per this many seconds...
@@ -68,6 +78,8 @@ class ServerStatus:
 
     @ivar history: The requests per second over each L{HISTORY_STEP}
         seconds of the last few minutes, the oldest first.
+    @ivar refusals: The requests the server refused itself in every worker
+        past and present, by status, in increasing order of status.
     """
 
     pid: int
@@ -82,6 +94,7 @@ class ServerStatus:
     history: tuple[float, ...] = ()
     #: Where the workers serve, as URLs (https for TLS) or unix:PATH.
     listening: tuple[str, ...] = ()
+    refusals: dict[int, int] = field(default_factory=dict)
 
     def byState(self) -> dict[str, int]:
         counts = dict.fromkeys(WORKER_STATES, 0)
@@ -106,6 +119,7 @@ class ServerStatus:
             "workers": [_workerJSON(worker) for worker in self.workers],
             "requests_per_second_history": [round(rate, 2) for rate in self.history],
             "listening": list(self.listening),
+            "refused_by_status": {str(code): count for code, count in self.refusals.items()},
         }
 
 
@@ -177,6 +191,18 @@ class StatusCollector(Service):
         served: int = self.state.tally.served
         return served + live
 
+    def refusals(self) -> dict[int, int]:
+        """
+        The requests refused by the server itself, by status: those of
+        L{REFUSAL_STATUSES} always, others once counted; in order of status.
+        """
+        counts = dict.fromkeys(REFUSAL_STATUSES, 0)
+        tallied: dict[int, int] = self.state.tally.refusals
+        for refusals in [tallied, *(record.report.refusals for _, record in self._workers())]:
+            for code, count in refusals.items():
+                counts[code] = counts.get(code, 0) + count
+        return dict(sorted(counts.items()))
+
     def sample(self) -> None:
         now, total = self.clock.seconds(), self.requestsTotal()
         self._samples.append((now, total))
@@ -228,4 +254,5 @@ class StatusCollector(Service):
             workers=workers,
             history=tuple(self._history),
             listening=tuple(listening.describe() for listening in self.state.sockets),
+            refusals=self.refusals(),
         )

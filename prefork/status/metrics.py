@@ -1,7 +1,8 @@
 """
 The server's status in Prometheus' text exposition format (version 0.0.4):
 counters and gauges named C{prefork_*}, per worker labelled with its pid and
-generation, restarts labelled with their reason.
+generation, restarts labelled with their reason, the requests the server
+refused itself with their status.
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ def render(status: ServerStatus) -> str:
         *_family(
             "prefork_restarts_total", "counter", "Workers replaced, by reason.",
             [({"reason": reason}, n) for reason, n in status.restarts.items()],
+        ),
+        *_family(
+            "prefork_refused_requests_total", "counter",
+            "Requests the server refused itself, never reaching the application, by status.",
+            [({"status": str(code)}, n) for code, n in status.refusals.items()],
         ),
         *_family(
             "prefork_worker_requests_total", "counter", "Requests admitted by the worker.",

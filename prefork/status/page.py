@@ -148,6 +148,7 @@ def renderPage(status: ServerStatus) -> str:
         _card(status.requestsTotal, "requests"),
         _listCard({s: byState[s] for s in WORKER_STATES}, f"workers (want {status.workersWanted})"),
         _listCard({r: status.restarts.get(r, 0) for r in RESTART_REASONS}, "restarts"),
+        _listCard({str(code): n for code, n in status.refusals.items()}, "refused by the server, by status"),
     ]
     headings = ["pid", "gen", "state", "served", "in flight", "RSS", "USS", "PSS", "age", "last request", "took"]
     head = "".join(f'<th class="path">{h}</th>' if h == "last request" else f"<th>{h}</th>" for h in headings)
