@@ -86,20 +86,20 @@ def test_refusals_of_workers_live_and_gone(server: FakeServer) -> None:
     gone.beat(WorkerReport(served=7, refusals={414: 3, 400: 4}))
     server.tally.workerExited(server.generations[0], gone, 0, False)
     collector = StatusCollector(server, Clock())
-    assert collector.snapshot().refusals == {400: 7, 408: 0, 413: 0, 414: 3, 417: 1, 431: 1, 501: 0, 503: 0}
+    assert collector.snapshot().refusals == {400: 7, 408: 0, 413: 0, 414: 3, 417: 1, 431: 1, 501: 0}
     assert list(collector.snapshot().refusals) == sorted(collector.snapshot().refusals)
     # The busy worker retires: what it refused stays counted.
     generation = server.generations[1]
     generation.records.remove(busy)
     busy.exited(0)
     server.tally.workerExited(generation, busy, 0, False)
-    assert collector.snapshot().refusals == {400: 7, 408: 0, 413: 0, 414: 3, 417: 1, 431: 1, 501: 0, 503: 0}
+    assert collector.snapshot().refusals == {400: 7, 408: 0, 413: 0, 414: 3, 417: 1, 431: 1, 501: 0}
 
 
 def test_no_refusals_yet() -> None:
     status = StatusCollector(FakeServer(), Clock()).snapshot()
     assert status.refusals == dict.fromkeys(REFUSAL_STATUSES, 0)
-    assert REFUSAL_STATUSES == (400, 408, 413, 414, 431, 501, 503)
+    assert REFUSAL_STATUSES == (400, 408, 413, 414, 431, 501)
 
 
 def test_request_rate_over_the_window(server: FakeServer) -> None:

@@ -34,9 +34,9 @@ WORKER_STATES = ("booting", "spare", "idle", "busy", "draining")
 #: The statuses the server refuses requests with itself, shown even at 0:
 #: a malformed request (400), one not received in time (408), a body, a
 #: request line or header fields too large (413, 414, 431), a transfer
-#: coding it does not know (501), a request while it stops (503).  Any
+#: coding it does not know (501).  Any
 #: other status a worker reports is shown too.
-REFUSAL_STATUSES = (400, 408, 413, 414, 431, 501, 503)
+REFUSAL_STATUSES = (400, 408, 413, 414, 431, 501)
 #: The window over which the request rate is averaged, in seconds.
 RATE_WINDOW = 10
 #: The request rate's history keeps one point per this many seconds...

@@ -259,4 +259,4 @@ def isSecure(transport: object) -> bool:
     """
     Whether C{transport} is a TLS connection.
     """
-    return ISSLTransport(transport, None) is not None
+    return ISSLTransport.providedBy(transport)
