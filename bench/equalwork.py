@@ -4,13 +4,16 @@ the response of twisted-prefork (the reference) to the same request, so
 that no ratio compares servers that do different work.
 
 Compared: the status code, the header field names (as a multiset, case
-folded) less L{IGNORED}, whether there is a Content-Length and its value,
-and the body.  Content-Length or Transfer-Encoding: chunked is framing work
-the reference chose, so either one missing or extra is a difference.  Not compared: the HTTP version and reason phrase of the
-status line (Twiggy answers every request with HTTP/1.0), and the values of
-the other fields.
+folded) less L{IGNORED} and Content-Length, whether there is a
+Content-Length and its value, and the body.  Content-Length or
+Transfer-Encoding: chunked is framing work the reference chose, so either
+one missing or extra is a difference.  Not compared: the HTTP version and
+reason phrase of the status line (Twiggy answers every request with
+HTTP/1.0), and the values of the other fields.
 
-    python3 -m unittest discover -s bench -p 'test_*.py'   # its unit test
+Its unit test is tests/test_bench_equal_work.py (no server started)::
+
+    PYTHONPATH=$PWD python -m pytest tests/test_bench_equal_work.py -q
 """
 
 from __future__ import annotations

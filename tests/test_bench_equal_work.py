@@ -131,3 +131,45 @@ def test_perlAppsAnswerAsWsgiApps(app: str, method: str, size: int, capsys: pyte
     wsgi = _wsgi(app, method, size)
     assert wsgi.contentLength() is not None
     assert equalwork.differences(wsgi, _psgi(app, method, size)) == []
+
+
+targets = _load("targets")
+
+
+class _Row:
+    def __init__(self, server: str, close: bool, requests: float, differs: str = "", app: str = "hello") -> None:
+        self.server, self.close, self.requests, self.differs, self.app = server, close, requests, differs, app
+        self.missing, self.uss = "", 1.0
+
+
+def test_noRatioForDifferentWork() -> None:
+    """
+    A server whose answer differed from the reference's gets no ratio in
+    the goal lines: what differed is printed instead.
+    """
+    rows = [_Row("prefork-t0-m0", close, 1000.0) for close in (False, True)]
+    rows += [_Row("twiggy-prefork-m0", close, 500.0, differs="no Content-Length") for close in (False, True)]
+    lines = targets.ratioLines(rows)
+    assert "close_vs_twiggy=different work (goal 1): twiggy-prefork-m0: no Content-Length" in lines
+    assert "keepalive_vs_twiggy=different work (goal 2): twiggy-prefork-m0: no Content-Length" in lines
+    rows[2:] = [_Row("twiggy-prefork-m0", close, 500.0) for close in (False, True)]
+    assert "close_vs_twiggy=2.00 (goal 1)" in targets.ratioLines(rows)
+
+
+def test_crowdPeerDifferentWork() -> None:
+    crowds = [targets.Crowd("prefork-t0-m0", 2000.0, 0, 0.5, 0),
+              targets.Crowd("gunicorn-gthread", 1000.0, 0, 0.5, 0, differs="extra header x")]
+    lines = targets.crowdLines(crowds, {"prefork-t0-m0": "t0"}, "gunicorn-gthread")
+    assert "c2000_t0_timeouts=0 (goal 0)" in lines
+    assert "c2000_t0_max_latency_s=0.50 (goal 1)" in lines
+    assert not any(line.startswith("c2000_t0_vs_gthread=2") for line in lines)
+    crowds[1] = targets.Crowd("gunicorn-gthread", 1000.0, 0, 0.5, 0)
+    assert "c2000_t0_vs_gthread=2.00 (goal 1)" in targets.crowdLines(crowds, {"prefork-t0-m0": "t0"},
+                                                                       "gunicorn-gthread")
+
+
+def test_logKeeps() -> None:
+    rows = [_Row("prefork-t0-m0", close, 1000.0) for close in (False, True)]
+    rows += [_Row("prefork-t0-m0", close, 900.0, app="log") for close in (False, True)]
+    assert targets.logLines(rows, "prefork-t0-m0", [4.0, 6.0]) == [
+        "log_keeps=0.90 (goal 0.85)", "log_keeps_close=0.90 (goal 0.85)", "log_master_us_per_line=5.00 (goal 5)"]
