@@ -6,6 +6,7 @@ served a request (the fairness measurement).
 """
 
 import os
+import sys
 import time
 
 HELLO = b"Hello, world!\n"
@@ -27,6 +28,14 @@ def hello(environ, start_response):
 def io(environ, start_response):
     # Stands for a database call: the worker waits, the CPU does not.
     time.sleep(0.005)
+    start_response("200 OK", _headers(HELLO))
+    return [HELLO]
+
+
+def log(environ, start_response):
+    # The hello app with one access-log line per request on stderr, as an
+    # application that logs writes it: what logging costs the server.
+    sys.stderr.write(f"{environ.get('REMOTE_ADDR', '-')} {environ['REQUEST_METHOD']} {environ['PATH_INFO']} 200\n")
     start_response("200 OK", _headers(HELLO))
     return [HELLO]
 

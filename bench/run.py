@@ -18,14 +18,20 @@ A server that is not installed (Perl's Twiggy::Prefork needs plackup and the
 path of its lib/, C{--twiggy-lib} or C{TWIGGY_PREFORK_LIB}) is shown as
 missing, with what to install, rather than left out.
 
-The peers are installed on first use: gunicorn, pyuwsgi and waitress (and
-this project) from PyPI into a virtualenv (C{--venv}), Starman, Twiggy's Perl
-modules and wrk with apt-get.  This script itself needs only the standard library.
+Equal work: before a server is timed, one of its responses to each app is
+compared with twisted-prefork's (C{equalwork.py}); a server that answers
+differently is shown as "different work: ..." and gets no ratio anywhere.
+
+The peers are installed on first use: gunicorn, pyuwsgi, waitress and granian
+(and this project) from PyPI into a virtualenv (C{--venv}), Starman, Twiggy's
+Perl modules, HTTP::Parser::XS and wrk with apt-get.  This script itself
+needs only the standard library.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import platform
 import re
@@ -42,20 +48,39 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import equalwork
 import forkcost
 import targets
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-APPS = ("hello", "io", "big", "upload")
-PEERS = ("gunicorn", "pyuwsgi", "waitress")
-DEBIAN = ("wrk", "starman")
+APPS = ("hello", "io", "log", "big", "upload")
+#: The Python peers: the tool each puts in the virtualenv's bin/, by package.
+PEERS = {"gunicorn": "gunicorn", "pyuwsgi": "uwsgi", "waitress": "waitress-serve", "granian": "granian"}
+#: Debian packages, by the program (or Perl module) that shows each is there.
+DEBIAN = {"wrk": "wrk", "starman": "starman", "plackup": "libplack-perl"}
+#: Plack parses with it wherever it is installed (unless PLACK_HTTP_PARSER_PP=1),
+#: as Starman and Twiggy do in production: the Perl rows must use it.
+PERL_XS_PARSER = "libhttp-parser-xs-perl"
 #: What Twiggy::Prefork needs from Debian; its own lib/ is passed by path.
-TWIGGY_DEBIAN = "libanyevent-perl libev-perl libparallel-prefork-perl libplack-perl twiggy"
+TWIGGY_DEBIAN = f"libanyevent-perl libev-perl libparallel-prefork-perl libplack-perl twiggy {PERL_XS_PARSER}"
+#: The shared object of HTTP::Parser::XS, as it appears in /proc/PID/maps.
+XS_PARSER_OBJECT = "/auto/HTTP/Parser/XS/XS.so"
 #: The rows that the quick mode measures.
 QUICK = ("twiggy-prefork-m0", "twiggy-prefork-m100", "uwsgi", "gunicorn-gthread",
          "prefork-t0-m0", "prefork-t0-m100", "prefork-t4-m0")
 STARTUP_TIMEOUT = 30.0
+#: Goal 6: this many keep-alive connections, wrk's timeout, and the run's
+#: length per second of --duration (8 s at the quick mode's 5).
+CROWD = 2000
+CROWD_TIMEOUT = "5s"
+CROWD_SECONDS_PER_DURATION = 1.6
+
+
+def crowdServers(threads: int) -> tuple[str, ...]:
+    return ("prefork-t0-m0", f"prefork-t{threads}-m0", "gunicorn-gthread")
+
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -123,27 +148,52 @@ def machineBusySeconds() -> float:
 # Installing the peers.
 
 
+def hasXsParser() -> bool:
+    return subprocess.run(["perl", "-MHTTP::Parser::XS", "-e", "1"], capture_output=True).returncode == 0
+
+
 def ensureTools(venv: Path, install: bool) -> None:
-    missing = [name for name in DEBIAN if shutil.which(name) is None]
+    missing = [package for tool, package in DEBIAN.items() if shutil.which(tool) is None]
+    missing += TWIGGY_DEBIAN.split() if shutil.which("plackup") is None else []
+    missing += [] if hasXsParser() else [PERL_XS_PARSER]
     if missing:
         if not install or os.geteuid() != 0:
             if shutil.which("wrk") is None:
                 sys.exit("bench: missing wrk: apt-get install wrk")
-            return  # the servers that are missing are shown as missing
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-    tools = all((venv / "bin" / tool).exists() for tool in ("twistd", "gunicorn"))
-    if not tools or not list(venv.glob("lib/*/site-packages/setproctitle")):
+        else:
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            subprocess.run(["apt-get", "install", "-y", "-qq", *sorted(set(missing))], check=True,
+                           env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    # Otherwise the servers that are missing are shown as missing.
+    peers = [package for package, tool in PEERS.items() if not (venv / "bin" / tool).exists()]
+    ours = (venv / "bin" / "twistd").exists() and list(venv.glob("lib/*/site-packages/setproctitle"))
+    if peers or not ours:
         if not install:
-            sys.exit(f"bench: no virtualenv with the servers at {venv}")
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            if not ours:
+                sys.exit(f"bench: no virtualenv with twisted-prefork at {venv}")
+            return
+        if not (venv / "bin" / "pip").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         pip = [str(venv / "bin" / "pip"), "install", "-q"]
-        subprocess.run([*pip, *PEERS], check=True)
-        # Editable, so that a run measures the working tree as it is now;
-        # with titles, as installed for production (and the first template
-        # is forked only where titles can be set).
-        subprocess.run([*pip, "-e", f"{ROOT}[proctitle]", "--config-settings", "editable_mode=compat"], check=True)
+        if peers:
+            subprocess.run([*pip, *peers], check=True)
+        if not ours:
+            # Editable, so that a run measures the working tree as it is now;
+            # with titles, as installed for production (and the first template
+            # is forked only where titles can be set).
+            subprocess.run([*pip, "-e", f"{ROOT}[proctitle]", "--config-settings", "editable_mode=compat"],
+                           check=True)
+
+
+def raiseFileLimit() -> None:
+    """
+    As many descriptors as allowed, for wrk's 2,000 connections and the
+    servers (they inherit the limit).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 # The servers.
@@ -162,6 +212,8 @@ class ServerKind:
     recycles: bool = False
     #: What to install to run it, or the empty string when it is installed.
     missing: Callable[[Path], str] = lambda venv: ""
+    #: A shared object its workers must have mapped to run as deployed.
+    loads: str = ""
 
 
 def prefork(threads: int | str, maxRequests: int) -> Callable[[Path, str, int, int], list[str]]:
@@ -201,7 +253,7 @@ def twiggyPrefork(lib: str, maxRequests: int) -> Callable[[Path, str, int, int],
 
 def twiggyMissing(lib: str) -> Callable[[Path], str]:
     def missing(venv: Path) -> str:
-        if shutil.which("plackup") is None:
+        if shutil.which("plackup") is None or not hasXsParser():
             return f"apt-get install {TWIGGY_DEBIAN}"
         if not lib or not Path(lib, "Twiggy", "Prefork.pm").is_file():
             return ("an export of Twiggy::Prefork's lib/ (github.com/kazeburo/Twiggy-Prefork), "
@@ -230,6 +282,15 @@ def starman(*extra: str) -> Callable[[Path, str, int, int], list[str]]:
     return command
 
 
+def granian(venv: Path, app: str, port: int, workers: int) -> list[str]:
+    # HTTP/1 only and no websockets, as the others; one blocking thread per
+    # worker runs the WSGI app, as --threads 0 and the sync workers do; the
+    # backlog of twisted-prefork and gunicorn; only warnings logged.
+    return [str(venv / "bin" / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), "--http", "1", "--no-ws", "--blocking-threads", "1",
+            "--backlog", "2048", "--log-level", "warning", f"benchapp:{app}"]
+
+
 def waitress(venv: Path, app: str, port: int, workers: int) -> list[str]:
     return [str(venv / "bin" / "waitress-serve"), f"--listen=127.0.0.1:{port}", f"benchapp:{app}"]
 
@@ -243,13 +304,18 @@ def serverKinds(threads: int, twiggyLib: str = "") -> dict[str, ServerKind]:
         ServerKind("gunicorn-sync-m100", gunicorn("--max-requests", "100"), recycles=True, missing=gunicornMissing),
         ServerKind("uwsgi", uwsgi, missing=inVenv("uwsgi", "pyuwsgi")),
         # The Perl servers pick their application by the APP variable.
-        ServerKind("starman", starman("--max-requests", "1000000"), env=perlApp, missing=onPath("starman", "starman")),
+        ServerKind("granian", granian, missing=inVenv("granian", "granian")),
+        # Plack picks HTTP::Parser::XS wherever it is installed: the Perl rows
+        # must have it loaded (checked in each worker's /proc/PID/maps).
+        ServerKind("starman", starman("--max-requests", "1000000"), env=perlApp, missing=onPath("starman", "starman"),
+                   loads=XS_PARSER_OBJECT),
         ServerKind("starman-m100", starman("--max-requests", "100"), env=perlApp, recycles=True,
-                   missing=onPath("starman", "starman")),
-        ServerKind("twiggy-prefork-m0", twiggyPrefork(twiggyLib, 0), env=perlApp, missing=twiggyMissing(twiggyLib)),
+                   missing=onPath("starman", "starman"), loads=XS_PARSER_OBJECT),
+        ServerKind("twiggy-prefork-m0", twiggyPrefork(twiggyLib, 0), env=perlApp, missing=twiggyMissing(twiggyLib),
+                   loads=XS_PARSER_OBJECT),
         # 100 is Twiggy::Prefork's own default.
         ServerKind("twiggy-prefork-m100", twiggyPrefork(twiggyLib, 100), env=perlApp, recycles=True,
-                   missing=twiggyMissing(twiggyLib)),
+                   missing=twiggyMissing(twiggyLib), loads=XS_PARSER_OBJECT),
         ServerKind("waitress", waitress, missing=inVenv("waitress-serve", "waitress")),
         ServerKind("prefork-t0-m0", prefork(0, 0)),
         ServerKind("prefork-t0-m100", prefork(0, 100), recycles=True),
@@ -292,6 +358,8 @@ class Running:
         port = freePort()
         log = logs / f"{kind.name}-{app}.log"
         env = dict(os.environ, PYTHONPATH=str(BENCH), **kind.env(app))
+        # Plack's switch to its pure-Perl parser: never inherited from the caller.
+        env.pop("PLACK_HTTP_PARSER_PP", None)
         began = time.monotonic()
         with log.open("wb") as output:
             process = subprocess.Popen(kind.command(venv, app, port, workers), cwd=BENCH, env=env,
@@ -311,11 +379,26 @@ class Running:
         The master's RSS, and the mean USS and RSS of its workers (the
         processes with no children; the master itself when it is alone), MiB.
         """
-        pids = tree(self.process.pid)
-        workers = [pid for pid in pids[1:] if not children(pid)] or pids[:1]
-        measured = [memory(pid) for pid in workers]
+        measured = [memory(pid) for pid in self.workers()]
         return (memory(self.process.pid)[0], statistics.mean(m[1] for m in measured),
                 statistics.mean(m[0] for m in measured))
+
+    def workers(self) -> list[int]:
+        pids = tree(self.process.pid)
+        return [pid for pid in pids[1:] if not children(pid)] or pids[:1]
+
+    def lacks(self, sharedObject: str) -> list[int]:
+        """
+        The workers that do not have C{sharedObject} mapped.
+        """
+        lacking = []
+        for pid in self.workers():
+            try:
+                if sharedObject not in Path(f"/proc/{pid}/maps").read_text():
+                    lacking.append(pid)
+            except OSError:
+                pass
+        return lacking
 
     def stop(self) -> None:
         """
@@ -334,6 +417,57 @@ class Running:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+# Equal work.
+
+
+#: The server whose answers are the reference.
+REFERENCE = "prefork-t0-m0"
+#: What upload.lua sends.
+UPLOAD = b"x" * (1024 * 1024)
+
+
+def ask(port: int, app: str) -> equalwork.Response:
+    """
+    One request to C{app} as wrk makes it, and the response.
+    """
+    return equalwork.fetch(port, "POST", UPLOAD) if app == "upload" else equalwork.fetch(port)
+
+
+class Work:
+    """
+    Whether a server does the same work as the reference: the same answer
+    to each app (status, header field names, Content-Length, body), and,
+    for the Perl servers, the parser they run with as deployed.
+    """
+
+    def __init__(self, reference: ServerKind, venv: Path, logs: Path) -> None:
+        self.reference, self.venv, self.logs = reference, venv, logs
+        self.answers: dict[str, equalwork.Response] = {}
+
+    def expected(self, app: str) -> equalwork.Response:
+        if app not in self.answers:
+            running = Running.start(self.reference, self.venv, app, 1, self.logs)
+            try:
+                self.answers[app] = ask(running.port, app)
+            finally:
+                running.stop()
+        return self.answers[app]
+
+    def check(self, running: Running, app: str) -> str:
+        """
+        How C{running} differs from the reference, or the empty string.
+        """
+        try:
+            found = equalwork.differences(self.expected(app), ask(running.port, app))
+        except (OSError, http.client.HTTPException) as e:
+            found = [f"no answer ({e})"]
+        if running.kind.loads and running.lacks(running.kind.loads):
+            found.append(f"does not load {running.kind.loads}")
+        if found:
+            progress(f"{running.kind.name:20} {app:7} different work: {'; '.join(found)}")
+        return "; ".join(found)
 
 
 # wrk.
@@ -355,6 +489,13 @@ class Load:
     #: than requests/s when other work shares the machine.
     perCpu: float = 0.0
     pids: dict[str, int] = field(default_factory=dict)
+    #: Requests completed, the longest latency (ms), and the requests wrk
+    #: gave up on after its --timeout.
+    total: int = 0
+    maxLatency: float = 0.0
+    timeouts: int = 0
+    #: CPU seconds of the server's first process alone (the master).
+    masterCpu: float = 0.0
 
 
 def milliseconds(text: str) -> float:
@@ -362,8 +503,21 @@ def milliseconds(text: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
-def wrk(running: Running, app: str, close: bool, duration: float, connections: int, script: str | None = None) -> Load:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s"]
+def ownCpu(pid: int) -> float:
+    """
+    The CPU seconds C{pid} itself used (not its children).
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def wrk(running: Running, app: str, close: bool, duration: float, connections: int, script: str | None = None,
+        threads: int = 1, timeout: str = "10s") -> Load:
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
+               "--timeout", timeout]
     if close:
         command += ["-H", "Connection: close"]
     script = script or ("upload.lua" if app == "upload" else None)
@@ -372,22 +526,30 @@ def wrk(running: Running, app: str, close: bool, duration: float, connections: i
     command.append(f"http://127.0.0.1:{running.port}/")
     serverPids = tree(running.process.pid)
     busy, serverCpu, wrkCpu = machineBusySeconds(), cpuSeconds(serverPids), _childCpu()
+    masterCpu = ownCpu(running.process.pid)
     began = time.monotonic()
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     elapsed = time.monotonic() - began
+    masterCpu = ownCpu(running.process.pid) - masterCpu
     serverPids = tree(running.process.pid)
     serverCpu = cpuSeconds(serverPids) - serverCpu
     others = (machineBusySeconds() - busy) - serverCpu - (_childCpu() - wrkCpu)
-    load = Load(others=max(0.0, others / elapsed))
+    load = Load(others=max(0.0, others / elapsed), masterCpu=masterCpu)
     total = re.search(r"(\d+) requests in", output)
-    if total and serverCpu > 0:
-        load.perCpu = int(total.group(1)) / serverCpu
+    if total:
+        load.total = int(total.group(1))
+        if serverCpu > 0:
+            load.perCpu = load.total / serverCpu
+    latency = re.search(r"^[ \t]+Latency[ \t]+\S+[ \t]+\S+[ \t]+(\S+)", output, re.M)
+    if latency:
+        load.maxLatency = milliseconds(latency.group(1))
     load.requests = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     load.p50 = milliseconds(re.search(r"\s50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
     load.p99 = milliseconds(re.search(r"\s99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
     socketErrors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     if socketErrors:
         load.errors += sum(int(x) for x in socketErrors.groups())
+        load.timeouts = int(socketErrors.group(4))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non2xx:
         load.errors += int(non2xx.group(1))
@@ -413,6 +575,8 @@ class Row:
     memory: tuple[float, float, float]
     #: What to install, for a server that could not be run.
     missing: str = ""
+    #: How its answer differs from the reference's; such a row gets no ratio.
+    differs: str = ""
 
     @property
     def requests(self) -> float:
@@ -423,7 +587,8 @@ class Row:
         return self.memory[1]
 
 
-def measure(kinds: list[ServerKind], apps: list[str], options: argparse.Namespace, logs: Path) -> Iterator[Row]:
+def measure(kinds: list[ServerKind], apps: list[str], options: argparse.Namespace, logs: Path,
+            work: Work) -> Iterator[Row]:
     for app in apps:
         for kind in kinds:
             if kind.recycles and app != "hello":
@@ -436,10 +601,11 @@ def measure(kinds: list[ServerKind], apps: list[str], options: argparse.Namespac
                 continue
             running = Running.start(kind, options.venv, app, options.workers, logs)
             try:
+                differs = work.check(running, app)
                 wrk(running, app, False, 1, options.connections)  # warm up
                 for close in (False, True):
                     load = wrk(running, app, close, options.duration, options.connections)
-                    yield Row(kind.name, app, close, load, running.startup, running.memory())
+                    yield Row(kind.name, app, close, load, running.startup, running.memory(), differs=differs)
                     progress(f"{kind.name:20} {app:7} {'close' if close else 'keep-alive':10} "
                              f"{load.requests:9.0f} req/s  p99 {load.p99:7.2f} ms  others {load.others:.2f} cores")
             finally:
@@ -578,7 +744,8 @@ def machine() -> str:
 
 
 def table(rows: list[Row]) -> list[str]:
-    baseline = {(r.app, r.close, r.server): r.load.requests for r in rows}
+    # A row that did different work is no one's baseline and has no ratio.
+    baseline = {(r.app, r.close, r.server): r.load.requests for r in rows if not r.missing and not r.differs}
     lines = [
         (
             "| server | app | connection | req/s | x sync | x gthread | req per CPU-s | p50 ms | p99 ms | errors "
@@ -594,7 +761,9 @@ def table(rows: list[Row]) -> list[str]:
         ratios = []
         for peer in ("gunicorn-sync", "gunicorn-gthread"):
             base = baseline.get((r.app, r.close, peer))
-            ratios.append(f"{r.load.requests / base:.2f}" if base else "")
+            ratios.append(f"{r.load.requests / base:.2f}" if base and not r.differs else "")
+        if r.differs:
+            ratios[0] = f"different work: {r.differs}"
         lines.append(
             f"| {r.server} | {r.app} | {'close' if r.close else 'keep-alive'} | {r.load.requests:,.0f} "
             f"| {ratios[0]} | {ratios[1]} | {r.load.perCpu:,.0f} | {r.load.p50:.2f} | {r.load.p99:.2f} "
@@ -613,28 +782,82 @@ def fairnessTable(results: list[tuple[str, bool, Load]]) -> list[str]:
     return lines
 
 
-def quick(chosen: list[ServerKind], options: argparse.Namespace) -> None:
+def crowded(kinds: list[ServerKind], options: argparse.Namespace, logs: Path, work: Work) -> list[targets.Crowd]:
     """
-    The rows the targets need, 2 rounds each, then the targets: the ratios
+    Each of C{kinds} under C{CROWD} keep-alive connections (wrk -t2, a
+    request over C{CROWD_TIMEOUT} counted as a timeout), hello app.
+    """
+    seconds = max(1, round(options.duration * CROWD_SECONDS_PER_DURATION))
+    found = []
+    for kind in kinds:
+        needs = kind.missing(options.venv)
+        if needs:
+            progress(f"{kind.name:20} c{CROWD}    missing: {needs}")
+            continue
+        running = Running.start(kind, options.venv, "hello", options.workers, logs)
+        try:
+            differs = work.check(running, "hello")
+            wrk(running, "hello", False, 1, options.connections)  # warm up
+            load = wrk(running, "hello", False, seconds, CROWD, threads=2, timeout=CROWD_TIMEOUT)
+        finally:
+            running.stop()
+        progress(f"{kind.name:20} c{CROWD}    {load.requests:9.0f} req/s  timeouts {load.timeouts}  "
+                 f"max {load.maxLatency / 1000:.2f} s  errors {load.errors}")
+        found.append(targets.Crowd(kind.name, load.requests, load.timeouts, load.maxLatency / 1000,
+                                   load.errors, differs))
+    return found
+
+
+def quick(chosen: list[ServerKind], kinds: dict[str, ServerKind], options: argparse.Namespace) -> None:
+    """
+    The rows the targets need, 2 rounds each (the log app with
+    twisted-prefork --threads 0 after each round of hello), one run of each
+    C{crowdServers} under 2,000 connections, then the targets: the ratios
     of medians, a worker's life over the fork() + exit() floor, the workers'
     unique memory after load and the time from exec to the first 200.
     """
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    skip = set(options.skip.split(","))
+    rows: list[Row] = []
+    masterUs = []
+    crowds: list[targets.Crowd] = []
+    startup: list[tuple[str, list[float]]] = []
     with tempfile.TemporaryDirectory(prefix="prefork-bench-") as logs:
         logDir = Path(logs)
-        rows = [row for _ in range(options.rounds) for row in measure(chosen, ["hello"], options, logDir)]
-        kinds = [k for k in chosen if k.name == "prefork-t0-m0" and not k.missing(options.venv)]
-        startup = [(k.name, startupTimes(k, options, logDir, starts=5)) for k in kinds]
-    floor = forkcost.forkExitFloor(python=str(options.venv / "bin" / "python"))
-    lives = forkcost.lifeCost(100, int(options.duration), 0, options.venv / "bin" / "twistd")
+        work = Work(kinds[REFERENCE], options.venv, logDir)
+        for _ in range(options.rounds):
+            rows += measure(chosen, ["hello"], options, logDir, work)
+            if "log" in skip:
+                continue
+            for row in measure([kinds[REFERENCE]], ["log"], options, logDir, work):
+                rows.append(row)
+                if not row.close and row.load.total:
+                    masterUs.append(row.load.masterCpu / row.load.total * 1e6)
+        if "crowd" not in skip:
+            crowds = crowded([kinds[name] for name in crowdServers(options.threads)], options, logDir, work)
+        if "startup" not in skip:
+            startupKinds = [k for k in chosen if k.name == REFERENCE and not k.missing(options.venv)]
+            startup = [(k.name, startupTimes(k, options, logDir, starts=5)) for k in startupKinds]
+    lines = targets.ratioLines(rows)
+    if "life" not in skip:
+        floor = forkcost.forkExitFloor(python=str(options.venv / "bin" / "python"))
+        lines += targets.lifeLines(floor, forkcost.lifeCost(100, int(options.duration), 0,
+                                                            options.venv / "bin" / "twistd"))
     print(f"Run {started} on {machine()}; {options.workers} workers, wrk -t1 -c{options.connections} "
-          f"-d{options.duration:g}s, medians of {options.rounds} rounds; hello app.")
+          f"-d{options.duration:g}s, medians of {options.rounds} rounds; hello app (and log for {REFERENCE}); "
+          f"c{CROWD}: wrk -t2 -c{CROWD} -d{max(1, round(options.duration * CROWD_SECONDS_PER_DURATION))}s "
+          f"--timeout {CROWD_TIMEOUT}, keep-alive.")
     print()
     print("\n".join(table(best(iter(rows)))))
     print()
-    lines = targets.ratioLines(rows) + targets.lifeLines(floor, lives) + targets.memoryLines(rows)
+    lines += targets.memoryLines(rows)
     for name, times in startup:
         lines += targets.startupLines(name, times)
+    if "log" not in skip:
+        lines += targets.logLines(rows, REFERENCE, masterUs)
+    if "crowd" not in skip:
+        crowdModes = {REFERENCE: "t0", f"prefork-t{options.threads}-m0": f"t{options.threads}"}
+        lines += targets.crowdLines(crowds, crowdModes, "gunicorn-gthread")
     print("\n".join(lines))
 
 
@@ -650,7 +873,9 @@ def main() -> None:
     parser.add_argument("--apps", default=",".join(APPS), help=f"comma-separated, of {', '.join(APPS)}")
     parser.add_argument("--servers", default="", help="comma-separated server names (default all)")
     parser.add_argument(
-        "--skip", default="", help="comma-separated parts to skip: table, fairness, respawn, startup, bodies"
+        "--skip", default="",
+        help="comma-separated parts to skip: table, fairness, respawn, startup, bodies (with --quick: log, crowd, "
+             "startup, life)"
     )
     parser.add_argument("--venv", type=Path, default=BENCH / ".venv", help="virtualenv for the Python servers")
     parser.add_argument("--no-install", dest="install", action="store_false", help="fail instead of installing")
@@ -660,9 +885,12 @@ def main() -> None:
                         help="2 rounds of 5 s of the rows the targets need, then the targets as name=value lines")
     options = parser.parse_args()
     if options.quick:
-        options.rounds, options.duration, options.apps = 2, 5, "hello"
+        # Two rounds unless told otherwise; --duration is kept (5 s by default).
+        options.rounds, options.apps = max(2, options.rounds), "hello"
         options.servers = options.servers or ",".join(QUICK)
-        options.skip = "fairness,respawn,bodies"
+        # In this mode --skip may name: log, crowd, startup, life.
+        options.skip = f"fairness,respawn,bodies,{options.skip}"
+    raiseFileLimit()
     ensureTools(options.venv, options.install)
     kinds = serverKinds(options.threads, options.twiggy_lib)
     unknown = [name for name in options.servers.split(",") if name and name not in kinds]
@@ -671,15 +899,17 @@ def main() -> None:
     chosen = [kinds[name] for name in options.servers.split(",")] if options.servers else list(kinds.values())
     skip = set(options.skip.split(","))
     if options.quick:
-        quick(chosen, options)
+        quick(chosen, kinds, options)
         return
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     loadBefore = Path("/proc/loadavg").read_text().split()[:3]
     installed = [k for k in chosen if not k.missing(options.venv)]
     with tempfile.TemporaryDirectory(prefix="prefork-bench-") as logs:
         logDir = Path(logs)
+        work = Work(kinds[REFERENCE], options.venv, logDir)
         rows = [] if "table" in skip else best(
-            row for _ in range(options.rounds) for row in measure(chosen, options.apps.split(","), options, logDir))
+            row for _ in range(options.rounds)
+            for row in measure(chosen, options.apps.split(","), options, logDir, work))
         fair = [] if "fairness" in skip else list(fairness(
             [k for k in installed if not k.recycles and k.name != "waitress"], options, logDir))
         respawns = [] if "respawn" in skip else [
