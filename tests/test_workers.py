@@ -18,7 +18,7 @@ from prefork.master.interfaces import IGenerationObserver, IGenerationState, ILi
 from prefork.master.sdnotify import NotifyingObserver, SystemdNotifier
 from prefork.master.supervisor import Master
 from prefork.master.workers import Tally, WorkerRecord, WorkerState, restartReason
-from prefork.messages import ACTIVATE_SIGNAL, Event, Message, WorkerReport
+from prefork.messages import ACTIVATE_SIGNAL, Event, ExitReason, Message, WorkerReport
 
 KILLED = signal.SIGKILL  # a wait status: killed by SIGKILL
 
@@ -30,23 +30,23 @@ def test_a_worker_moves_forward_only() -> None:
     assert (record.state, record.limit, record.accepting) == (WorkerState.SERVING, 100, True)
     record.beat(WorkerReport(served=7, inFlight=1))
     assert (record.served, record.report.inFlight) == (7, 1)
-    record.draining("limit", served=100)
-    assert (record.state, record.reason, record.served) == (WorkerState.DRAINING, "limit", 100)
+    record.draining(ExitReason.LIMIT, served=100)
+    assert (record.state, record.reason, record.served) == (WorkerState.DRAINING, ExitReason.LIMIT, 100)
     assert not record.counted and not record.accepting
     # A report that crossed the drain on the pipe does not bring it back.
     record.ready(100)
     assert record.state is WorkerState.DRAINING
     record.exited(0)
     assert (record.state, record.status) == (WorkerState.EXITED, 0)
-    record.draining("stop")
+    record.draining(ExitReason.STOP)
     assert record.state is WorkerState.EXITED
 
 
 def test_worker_scaled_down_while_booting_stays_draining() -> None:
     record = WorkerRecord(10)
-    record.draining("scaled down")
+    record.draining(ExitReason.SCALED_DOWN)
     record.ready(100)
-    assert (record.state, record.reason, record.counted) == (WorkerState.DRAINING, "scaled down", False)
+    assert (record.state, record.reason, record.counted) == (WorkerState.DRAINING, ExitReason.SCALED_DOWN, False)
 
 
 def test_spare_accepts_once_activated() -> None:
@@ -61,8 +61,8 @@ def test_timeout_stays_the_reason() -> None:
     record = WorkerRecord(10)
     record.ready(100)
     record.abort()
-    record.draining("stop", served=3)
-    assert record.reason == "timeout" and record.served == 3
+    record.draining(ExitReason.STOP, served=3)
+    assert record.reason is ExitReason.TIMEOUT and record.served == 3
     record.exited(KILLED)
     tally = Tally()
     tally.workerExited(Generation(1, RecordingObserver(), Clock()), record, KILLED, False)
@@ -171,7 +171,7 @@ def test_generation_keeps_its_table_and_tells_its_observer() -> None:
     report(generation, Event.DRAINING, 10, "100", "limit")
     report(generation, Event.EXITED, 10, "0")
     assert generation.workers == {} and record.state is WorkerState.EXITED
-    assert observer.events == [("ready", 10), ("nearing", 10), ("draining", 10, "limit"), ("exited", 10, 0)]
+    assert observer.events == [("ready", 10), ("nearing", 10), ("draining", 10, ExitReason.LIMIT), ("exited", 10, 0)]
 
 
 def test_silent_workers_are_found_and_aborted() -> None:

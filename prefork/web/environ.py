@@ -72,24 +72,24 @@ def _environKey(name: bytes) -> str:
 
 
 class _ConnectionFacts(NamedTuple):
-    remoteHost: str
-    remotePort: str
     localHost: str
-    localPort: str
-    secure: bool
     #: The peer's address as L{TrustedProxies} takes it: L{None} for a UNIX
     #: socket.
     peerHost: str | None
+    #: What every environ of the connection starts from.
+    base: dict[str, Any]
+    #: The extra keys C{base} holds.
+    extra: dict[str, Any]
 
 
-def _connectionFacts(request: WorkerRequest) -> _ConnectionFacts:
+def _connectionFacts(request: WorkerRequest, extra: dict[str, Any]) -> _ConnectionFacts:
     """
     What the environ says of the connection: the same for every request of a
     keep-alive connection, so worked out once for it.
     """
     connection = request.connection
     facts: _ConnectionFacts | None = connection.facts
-    if facts is None:
+    if facts is None or facts.extra is not extra:
         peer = connection.peer
         remoteHost, remotePort = _addressParts(peer)
         localHost, localPort = _addressParts(connection.host)
@@ -97,7 +97,19 @@ def _connectionFacts(request: WorkerRequest) -> _ConnectionFacts:
         if localPort == "0":
             # A UNIX socket has no port: say what the client would have used.
             localPort = "443" if secure else "80"
-        facts = _ConnectionFacts(remoteHost, remotePort, localHost, localPort, secure, getattr(peer, "host", None))
+        base = {
+            "SERVER_PORT": localPort,
+            "REMOTE_ADDR": remoteHost,
+            "REMOTE_PORT": remotePort,
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "https" if secure else "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            **extra,
+        }
+        facts = _ConnectionFacts(localHost, getattr(peer, "host", None), base, extra)
         connection.facts = facts
     return facts
 
@@ -128,30 +140,16 @@ def buildEnviron(
     path, _, query = request.uri.partition(b"?")
     # Most paths have nothing to unquote.
     scriptName, pathInfo = splitPath(native(unquote_to_bytes(path) if b"%" in path else path), scriptName)
-    connection = _connectionFacts(request)
+    connection = _connectionFacts(request, extra)
     host = request.getHeader(b"host")
-    if host:
-        serverName = _serverName(host)
-    else:
-        serverName = connection.localHost
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": native(request.method),
-        "SCRIPT_NAME": scriptName,
-        "PATH_INFO": pathInfo,
-        "QUERY_STRING": native(query),
-        "SERVER_NAME": serverName,
-        "SERVER_PORT": connection.localPort,
-        "SERVER_PROTOCOL": native(request.clientproto),
-        "REMOTE_ADDR": connection.remoteHost,
-        "REMOTE_PORT": connection.remotePort,
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "https" if connection.secure else "http",
-        "wsgi.input": request.content,
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
+    environ = connection.base.copy()
+    environ["REQUEST_METHOD"] = request.method.decode("latin-1")
+    environ["SCRIPT_NAME"] = scriptName
+    environ["PATH_INFO"] = pathInfo
+    environ["QUERY_STRING"] = query.decode("latin-1")
+    environ["SERVER_NAME"] = _serverName(host) if host else connection.localHost
+    environ["SERVER_PROTOCOL"] = request.clientproto.decode("latin-1")
+    environ["wsgi.input"] = request.content
     forwarding = False
     for name, values in request.requestHeaders.getAllRawHeaders():
         if b"_" in name:
@@ -169,5 +167,4 @@ def buildEnviron(
         # The access log names the client the application was told of.
         request.preforkClient = environ["REMOTE_ADDR"]
         request.preforkScheme = environ["wsgi.url_scheme"]
-    environ.update(extra)
     return environ
