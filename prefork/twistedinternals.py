@@ -29,7 +29,7 @@ from twisted.internet.abstract import FileDescriptor
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.process import Process
-from twisted.logger import ILogObserver, Logger, LogPublisher
+from twisted.logger import FileLogObserver, ILogObserver, Logger, LogPublisher
 
 from prefork import __version__
 
@@ -205,6 +205,16 @@ def unwrittenBytes(transport: FileDescriptor) -> int:
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
 
 
+# Where twistd's text log observer writes.
+
+
+def outputFileOf(observer: FileLogObserver) -> Any:
+    """
+    The file C{observer} writes its events to.
+    """
+    return observer._outFile
+
+
 # The descriptor Twisted keeps to accept and drop connections past EMFILE.
 
 
@@ -281,7 +291,9 @@ def _names(owner: Any, since: str, use: str, *names: str, parameters: Sequence[s
 
 #: Every private name of Twisted's used above, with what for and since when.
 PRIVATE_NAMES: tuple[PrivateName, ...] = tuple(
-    _names(FileDescriptor, "12.1.0", "unwrittenBytes: a connection writes at once when nothing waits before",
+    _names(FileLogObserver, "15.2.0", "outputFileOf: worker output written to twistd's log file in batches",
+           "_outFile", onInstance=True)
+    + _names(FileDescriptor, "12.1.0", "unwrittenBytes: a connection writes at once when nothing waits before",
            "_tempDataLen", onInstance=True)
     + _names(tcp.Port, "12.1.0", "adoptListeningPort: our fair-accept TCP port on an inherited socket",
              "_fromListeningDescriptor", parameters=("reactor", "fd", "addressFamily", "factory"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import functools
+import io
 import inspect
 import re
 import socket
@@ -25,7 +26,7 @@ from twisted.internet.abstract import FileDescriptor
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactor
-from twisted.logger import LogPublisher
+from twisted.logger import FileLogObserver, LogPublisher
 
 from prefork import __version__, twistedinternals
 from prefork.child.accept import FairTCPPort, FairUNIXPort
@@ -74,6 +75,8 @@ def liveOwner(private: PrivateName) -> object:
         return tcp._reservedFD
     if private.owner is FileDescriptor:
         return FileDescriptor()
+    if private.owner is FileLogObserver:
+        return FileLogObserver(io.StringIO(), str)
     assert private.name == "_preexistingSocket", private
     with socket.socket(socket.AF_UNIX) as listening:
         listening.bind(f"\0prefork-test-{id(listening)}")

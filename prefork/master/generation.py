@@ -27,6 +27,7 @@ from prefork.config import ServerConfig
 from prefork.lineframing import MAX_LINE, Line, LineFramer
 from prefork.master.forkedtemplate import forkTemplate
 from prefork.master.interfaces import IGenerationObserver, IGenerationState
+from prefork.master.outputrelay import OutputRelay
 from prefork.master.sockets import ListeningSocket
 from prefork.master.workers import WorkerRecord, WorkerState
 from prefork.messages import (
@@ -75,6 +76,7 @@ class Generation(ProcessProtocol):
         self.ended: Deferred[None] = Deferred()
         #: The lines of each pipe the template and its workers write.
         self._framers: dict[int, LineFramer] = {}
+        self._output = OutputRelay(self._log, self._pausePipe, self._resumePipe, reactor.callLater)
 
     def start(self, config: ServerConfig, sockets: list[ListeningSocket], fork: bool = False) -> None:
         """
@@ -283,14 +285,28 @@ class Generation(ProcessProtocol):
         framer = self._framers.get(childFD)
         if framer is None:
             framer = self._framers[childFD] = LineFramer()
-        self._lines(childFD, framer.feed(data))
+        if childFD == STATUS_FD:
+            self._statusLines(framer.feed(data))
+        else:
+            self._output.received(childFD, len(data), framer.feed(data))
 
-    def _lines(self, childFD: int, lines: list[Line]) -> None:
+    def _statusLines(self, lines: list[Line]) -> None:
         for line in lines:
-            if childFD == STATUS_FD:
-                self._statusLine(line)
-            else:
-                self._log.info("{line}", line=line.text())
+            self._statusLine(line)
+
+    def _pausePipe(self, childFD: int) -> None:
+        pipe = self._pipe(childFD)
+        if pipe is not None:
+            pipe.stopReading()
+
+    def _resumePipe(self, childFD: int) -> None:
+        pipe = self._pipe(childFD)
+        if pipe is not None and not pipe.disconnected:
+            pipe.startReading()
+
+    def _pipe(self, childFD: int) -> Any:
+        pipes = getattr(self.transport, "pipes", {})
+        return pipes.get(childFD)
 
     def _statusLine(self, line: Line) -> None:
         if not line.whole:
@@ -312,6 +328,9 @@ class Generation(ProcessProtocol):
     def processEnded(self, reason: Failure) -> None:
         # The template and every worker (which share its pipes) are gone.
         for fd, framer in self._framers.items():
-            self._lines(fd, framer.flush())
+            if fd == STATUS_FD:
+                self._statusLines(framer.flush())
+            else:
+                self._output.flush(framer.flush())
         self.observer.generationEnded(self)
         self.ended.callback(None)
