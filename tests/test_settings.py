@@ -64,7 +64,7 @@ def comments(toml: str) -> dict[str, str]:
 
 
 def table() -> settings.OptionTable:
-    return settings.OptionTable.of(Options())
+    return settings.OptionTable.of(Options.declarations)
 
 
 def test_file_keys_take_dashes_underscores_and_aliases(tmp_path: Path) -> None:
