@@ -13,16 +13,20 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 
+from prefork.options import DEMO_APP, declared
 from prefork.tls import TLSSettings
 from prefork.web import limits
 
-DEMO_APP = "prefork.demo:application"
+__all__ = ["DEMO_APP", "ServerConfig"]
 
 
 @dataclass(frozen=True)
 class ServerConfig:
     """
     Everything a template and its workers need to know.
+
+    A field an option sets takes its default from the option's declaration
+    (L{prefork.options.OPTIONS}).
 
     @ivar app: The WSGI application, C{"module:attribute"}.
     @ivar workers: How many workers each generation keeps serving.
@@ -74,36 +78,33 @@ class ServerConfig:
         header (v1 or v2), from a peer in C{forwardedAllowIps}.
     """
 
-    app: str = DEMO_APP
-    workers: int = 10
-    maxRequests: int = 100
-    minRequests: int | None = None
-    #: A pool by default: an application that waits on I/O serves more
-    #: requests, and a slow request does not hold up the worker's other
-    #: connections (docs/performance.rst has the numbers).
-    threads: int = 4
-    spareWorkers: int = 1
-    gracefulTimeout: float = 30.0
-    timeout: float = 30.0
-    accessLog: str | None = None
-    accessLogFormat: str | None = None
-    maxRss: int = 0
-    preload: bool = True
+    app: str = declared("app")
+    workers: int = declared("workers")
+    maxRequests: int = declared("maxRequests")
+    minRequests: int | None = declared("minRequests")
+    threads: int = declared("threads")
+    spareWorkers: int = declared("spareWorkers")
+    gracefulTimeout: float = declared("gracefulTimeout")
+    timeout: float = declared("timeout")
+    accessLog: str | None = declared("accessLog")
+    accessLogFormat: str | None = declared("accessLogFormat")
+    maxRss: int = declared("maxRss")
+    preload: bool = declared("preload")
     pythonPath: tuple[str, ...] = field(default_factory=tuple)
-    limitRequestLine: int = limits.DEFAULT_REQUEST_LINE
-    limitRequestFields: int = limits.DEFAULT_REQUEST_FIELDS
-    limitRequestFieldSize: int = limits.DEFAULT_REQUEST_FIELD_SIZE
-    limitRequestBody: int = limits.DEFAULT_REQUEST_BODY
-    headerTimeout: float = limits.DEFAULT_HEADER_TIMEOUT
-    keepaliveTimeout: float = limits.DEFAULT_KEEPALIVE_TIMEOUT
-    scriptName: str = ""
-    forwardedAllowIps: tuple[str, ...] = ("127.0.0.1",)
-    displayTracebacks: bool = False
-    hooks: str | None = None
-    reload: bool = False
-    maxUss: int = 0
+    limitRequestLine: int = declared("limitRequestLine")
+    limitRequestFields: int = declared("limitRequestFields")
+    limitRequestFieldSize: int = declared("limitRequestFieldSize")
+    limitRequestBody: int = declared("limitRequestBody")
+    headerTimeout: float = declared("headerTimeout")
+    keepaliveTimeout: float = declared("keepaliveTimeout")
+    scriptName: str = declared("scriptName")
+    forwardedAllowIps: tuple[str, ...] = declared("forwardedAllowIps")
+    displayTracebacks: bool = declared("displayTracebacks")
+    hooks: str | None = declared("hooks")
+    reload: bool = declared("reload")
+    maxUss: int = declared("maxUss")
     listenerTLS: tuple[TLSSettings | None, ...] = ()
-    proxyProtocol: bool = False
+    proxyProtocol: bool = declared("proxyProtocol")
 
     def toJSON(self) -> str:
         return json.dumps(asdict(self))

@@ -19,9 +19,10 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from twisted.python import usage
+
+from prefork.options import OPTIONS, Kind, Option, ofKind
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,8 +33,6 @@ else:  # pragma: no cover
 #: values of a repeatable option.
 Value = str | bool | list[str]
 
-#: Environment variables of the platforms (Heroku and its followers).
-WEB_CONCURRENCY = "WEB_CONCURRENCY"
 ENV_PREFIX = "PREFORK_"
 
 _TRUE = ("1", "true", "yes", "on")
@@ -92,28 +91,31 @@ class Setting:
 @dataclass
 class OptionTable:
     """
-    What an L{usage.Options} subclass declares, read from its class.
+    What the sources need to know of the options, read from their
+    declarations (L{prefork.options.OPTIONS}).
 
-    Besides C{optParameters} and C{optFlags}, the class names its
-    repeatable options (C{repeatable}, each with an C{opt_} method), its
-    aliases (C{aliases}, alias to option) and the options that only the
-    command line may give (C{commandLineOnly}).
+    @ivar parameters: Each parameter, with its default as text.
+    @ivar environment: Each environment variable besides C{PREFORK_<OPTION>}
+        that gives an option (C{WEB_CONCURRENCY}), with the option.
     """
 
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, str | None] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     repeatable: list[str] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)
     commandLineOnly: tuple[str, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, options: usage.Options) -> OptionTable:
+    def of(cls, declarations: Iterable[Option] = OPTIONS) -> OptionTable:
+        declarations = list(declarations)
         return cls(
-            parameters={row[0]: row[2] for row in getattr(options, "optParameters", [])},
-            flags=[row[0] for row in getattr(options, "optFlags", [])],
-            repeatable=list(getattr(options, "repeatable", ())),
-            aliases=dict(getattr(options, "aliases", {})),
-            commandLineOnly=tuple(getattr(options, "commandLineOnly", ())),
+            parameters={o.name: o.text for o in ofKind(Kind.PARAMETER, declarations)},
+            flags=[o.name for o in ofKind(Kind.FLAG, declarations)],
+            repeatable=[o.name for o in ofKind(Kind.REPEATABLE, declarations)],
+            aliases={alias: o.name for o in declarations for alias in o.aliases},
+            commandLineOnly=tuple(o.name for o in declarations if o.commandLineOnly),
+            environment={variable: o.name for o in declarations for variable in o.environment},
         )
 
     def names(self) -> list[str]:
@@ -160,15 +162,18 @@ def fromCommandLine(options: usage.Options, table: OptionTable, argv: list[str])
 def fromEnvironment(table: OptionTable, environ: Mapping[str, str]) -> list[Setting]:
     """
     C{PREFORK_<OPTION>} for every option (C{PREFORK_MAX_REQUESTS}), and
-    C{WEB_CONCURRENCY} for the number of workers (below C{PREFORK_WORKERS}).
+    below them the platforms' variables the options declare
+    (C{WEB_CONCURRENCY} for the number of workers).
 
     A C{PREFORK_} variable that names no option is left alone.
 
     @raise SettingError: A flag's value is not a yes or a no.
     """
-    found = []
-    if environ.get(WEB_CONCURRENCY):
-        found.append(Setting("workers", environ[WEB_CONCURRENCY], Origin("env", WEB_CONCURRENCY)))
+    found = [
+        Setting(name, environ[variable], Origin("env", variable))
+        for variable, name in table.environment.items()
+        if environ.get(variable)
+    ]
     for variable in sorted(environ):
         if not variable.startswith(ENV_PREFIX):
             continue
@@ -277,7 +282,7 @@ def asArguments(settings: Mapping[str, Setting]) -> list[str]:
 
 
 def resolve(
-    options: usage.Options, argv: list[str], environ: Mapping[str, str]
+    options: usage.Options, table: OptionTable, argv: list[str], environ: Mapping[str, str]
 ) -> tuple[list[str], dict[str, Setting]]:
     """
     Merge the command line C{argv}, the environment and the file that
@@ -286,7 +291,6 @@ def resolve(
     @return: The merged command line, and the winning setting of each
         option given anywhere.
     """
-    table = OptionTable.of(options)
     commandLine = fromCommandLine(options, table, argv)
     environment = fromEnvironment(table, environ)
     configs = [s for s in environment + commandLine if s.option == "config"]

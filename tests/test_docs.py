@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from prefork.options import BY_NAME, OPTIONS
 from prefork.tap import Options
 from prefork.web.accesslog import FIELDS
 
@@ -143,24 +144,59 @@ def test_optionsExist() -> None:
     assert not unknown, f"README.rst names options twistd prefork does not have: {unknown}"
 
 
-def test_optionDefaults() -> None:
+def test_readmeDocumentsEveryOption() -> None:
     """
-    A numeric default in README.rst's option tables is the option's default.
+    README.rst's option tables have one row for each declared option
+    (L{prefork.options.OPTIONS}), written C{``--name METAVAR``} with the
+    declared default, and name its Twiggy::Prefork aliases.
     """
-    defaults = Options().defaults
-    checked = 0
+    rows = {}
     for row in _optionRows():
-        option = _OPTION.search(row[0])
-        default = row[1]
-        if option is None or not re.fullmatch(r"\d+(?:\.\d+)?", default):
-            continue
-        name = option.group()[2:]
-        assert name in defaults, f"--{name} has no default, README.rst says {default}"
-        assert float(defaults[name]) == float(default), (
-            f"--{name} defaults to {defaults[name]}, README.rst says {default}"
+        match = re.match(r"``--([a-z][a-z0-9-]*)( [^`]+)?``", row[0])
+        assert match, f"README.rst's option row {row[0]!r} does not start with ``--option``"
+        assert match.group(1) not in rows, f"--{match.group(1)} has two rows in README.rst"
+        rows[match.group(1)] = (match.group(2) or "").strip(), row
+    missing = sorted(set(BY_NAME) - set(rows))
+    unknown = sorted(set(rows) - set(BY_NAME))
+    assert not missing and not unknown, f"README.rst lacks {missing}; names undeclared {unknown}"
+    for name, (metavar, row) in rows.items():
+        option = BY_NAME[name]
+        assert metavar == option.metavar, f"README.rst writes --{name} {metavar}, declared --{name} {option.metavar}"
+        assert row[1] == option.documentedDefault, (
+            f"--{name} defaults to {option.documentedDefault!r}, README.rst says {row[1]!r}"
         )
-        checked += 1
-    assert checked >= 10
+        for alias in option.aliases:
+            assert f"``--{alias}``" in row[2], f"README.rst's --{name} row does not name its alias --{alias}"
+
+
+def test_configurationNamesDeclaredOptions() -> None:
+    """
+    docs/configuration.rst's gunicorn table names only declared options,
+    with their defaults; the page names exactly the declared aliases, and
+    both guides name only the environment variables options declare.
+    """
+    text = (DOCS / "configuration.rst").read_text(encoding="utf-8")
+    (table,) = _tables(text, "gunicorn")[1:]
+    spellings = {f"--{name}" for option in OPTIONS for name in (option.name, *option.aliases)}
+    checked = 0
+    for row in table:
+        if row[1].startswith("twistd's"):
+            continue
+        named = _OPTION.findall(row[1])
+        unknown = [option for option in named if option not in spellings]
+        assert not unknown, f"docs/configuration.rst maps {row[0]} to undeclared {unknown}"
+        same = re.search(r"the same default, ([^)]+)\)", row[1])
+        if same:
+            assert same.group(1) == BY_NAME[named[0][2:]].documentedDefault, row
+        checked += len(named)
+    assert checked >= 20
+    aliases = re.search(r"Twiggy::Prefork's names \(([^)]*)\)", text)
+    assert aliases, "docs/configuration.rst no longer names Twiggy::Prefork's aliases"
+    assert set(re.findall(r"``([a-z-]+)``", aliases.group(1))) == {a for o in OPTIONS for a in o.aliases}
+    variables = {option.variable for option in OPTIONS} | {v for option in OPTIONS for v in option.environment}
+    for page in (README, DOCS / "configuration.rst"):
+        named = set(re.findall(r"\b(PREFORK_[A-Z_]*[A-Z]|WEB_CONCURRENCY)\b", page.read_text(encoding="utf-8")))
+        assert named <= variables, f"{page.name} names undeclared variables {sorted(named - variables)}"
 
 
 def test_accessLogFields() -> None:

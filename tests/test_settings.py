@@ -5,6 +5,7 @@ Options from a TOML file and the environment, their precedence, and
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
@@ -20,6 +21,9 @@ else:
     import tomli as tomllib
 
 from prefork import settings
+from prefork.config import ServerConfig
+from prefork.master.endpoints import DEFAULT_BACKLOG
+from prefork.options import BY_NAME, OPTIONS, Kind
 from prefork.tap import Options
 from server import APPS, TIMEOUT, twistd
 
@@ -60,11 +64,70 @@ def comments(toml: str) -> dict[str, str]:
     return found
 
 
+# The declarations (prefork.options) and what is built from them.
+
+
+def test_server_config_defaults_are_the_declared_ones() -> None:
+    """
+    Every field of ServerConfig but the two the server computes is set by
+    one option, and defaults to what that option declares.
+    """
+    declared = {option.field: option for option in OPTIONS if option.field is not None}
+    fields = {f.name: f for f in dataclasses.fields(ServerConfig)}
+    assert set(fields) - set(declared) == {"pythonPath", "listenerTLS"}
+    assert set(declared) <= set(fields)
+    for name, option in declared.items():
+        assert fields[name].default == option.configDefault, name
+    assert ServerConfig().preload is True and ServerConfig().workers == 10
+
+
+@pytest.mark.parametrize("option", [o for o in OPTIONS if o.text is not None], ids=lambda o: o.name)
+def test_default_as_text_checks_back_to_the_default(option) -> None:
+    """
+    The default --help and --print-config show, given back, is the default:
+    the text and the value are one declaration.
+    """
+    assert option.value(option.text) == option.default
+    assert Options().defaults[option.name] == option.text
+
+
+def test_backlog_default_is_the_endpoints_default() -> None:
+    assert BY_NAME["backlog"].default == DEFAULT_BACKLOG
+
+
+def test_every_declared_spelling_parses() -> None:
+    """
+    The long name, the short name and each alias of every option reach
+    the option, on the command line and in the environment; --help lists
+    them all.
+    """
+    usage = str(Options())
+    for option in OPTIONS:
+        value = [] if option.kind is Kind.FLAG else ["x"]
+        spellings = [[f"--{name}", *value] for name in (option.name, *option.aliases)]
+        spellings += [[f"-{option.short}", *value]] if option.short else []
+        for argv in spellings:
+            found = settings.fromCommandLine(Options(), table(), argv)
+            assert [s.option for s in found] == [option.name], argv
+        for name in (option.name, *option.aliases):
+            assert f"--{name}" in usage, name
+            if not option.commandLineOnly or option.name == "config":
+                variable = "PREFORK_" + name.upper().replace("-", "_")
+                found = settings.fromEnvironment(table(), {variable: "1"})
+                assert [s.option for s in found] == [option.name], variable
+    assert {s.option for s in settings.fromEnvironment(table(), {"WEB_CONCURRENCY": "3"})} == {"workers"}
+
+
+def test_print_config_writes_every_option_a_file_may_give() -> None:
+    written = {re.match(r"(?:# )?([a-z-]+)", line).group(1) for line in settings.render(table(), {}).splitlines()[1:]}
+    assert written == {option.name for option in OPTIONS if not option.commandLineOnly}
+
+
 # Reading the sources.
 
 
 def table() -> settings.OptionTable:
-    return settings.OptionTable.of(Options())
+    return settings.OptionTable.of(Options.declarations)
 
 
 def test_file_keys_take_dashes_underscores_and_aliases(tmp_path: Path) -> None:
