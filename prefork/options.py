@@ -255,6 +255,11 @@ P, F, R = Kind.PARAMETER, Kind.FLAG, Kind.REPEATABLE
 
 #: Every option, in the order C{--print-config} writes them: parameters,
 #: then repeatable options, then flags.
+#: The listen queue's length when neither --backlog nor an endpoint says:
+#: gunicorn's.  Twisted's own default, 50, overflows under a burst of
+#: connections that the workers would have served a moment later.
+DEFAULT_BACKLOG = 2048
+
 OPTIONS: tuple[Option, ...] = (
     Option("app", P, "The WSGI application, as MODULE:NAME (NAME may be dotted).",
            DEMO_APP, _app, short="a", field="app", metavar="MODULE:NAME", doc="demo app"),
@@ -313,11 +318,9 @@ OPTIONS: tuple[Option, ...] = (
            None, _hooks, field="hooks", metavar="MODULE[:OBJ]"),
     Option("max-uss", P, "Retire a worker once its unique memory (private pages) passes this many MB (0 = no limit).",
            0, Number(0), field="maxUss", metavar="MB"),
-    # gunicorn's; prefork.master.endpoints.DEFAULT_BACKLOG, for callers that
-    # give none, is the same (tests/test_settings.py checks).
     Option("backlog", P,
            "Listen queue length of each socket the server opens (capped by net.core.somaxconn; not inherited ones).",
-           2048, _backlog, metavar="N"),
+           DEFAULT_BACKLOG, _backlog, metavar="N"),
     Option("listen", R,
            ("Listen on this Twisted endpoint, e.g. tcp:8080:interface=127.0.0.1, unix:/run/app.sock or "
             "systemd:domain=INET:index=0 (repeatable) [default: the sockets systemd, Server::Starter or einhorn "

@@ -15,8 +15,9 @@ import pytest
 from twisted.internet import reactor
 
 from certs import makeCertificate
-from prefork.master.endpoints import DEFAULT_BACKLOG, MAX_BACKLOG, backlogAboveCap, kernelBacklogCap, listenEndpoint
+from prefork.master.endpoints import MAX_BACKLOG, backlogAboveCap, kernelBacklogCap, listenEndpoint
 from prefork.master.sockets import ListeningSocket, listen
+from prefork.options import DEFAULT_BACKLOG
 from server import TIMEOUT, Server
 from test_settings import APP, run, values
 from tools import program, requires

@@ -22,8 +22,7 @@ else:
 
 from prefork import settings
 from prefork.config import ServerConfig
-from prefork.master.endpoints import DEFAULT_BACKLOG
-from prefork.options import BY_NAME, OPTIONS, Kind
+from prefork.options import BY_NAME, DEFAULT_BACKLOG, OPTIONS, Kind
 from prefork.tap import Options
 from server import APPS, TIMEOUT, twistd
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import configparser
 import functools
-import io
 import inspect
+import io
 import re
 import socket
 from pathlib import Path

@@ -25,6 +25,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.logger import Logger
 
+from prefork.options import DEFAULT_BACKLOG
 from prefork.tls import (
     TLSConfigError,
     TLSSettings,
@@ -39,10 +40,6 @@ PLAIN = ("tcp", "tcp6", "unix")
 #: Every kind a worker can serve, as the refusal names them.
 SERVABLE = "tcp:, tcp6:, unix:, ssl:, tls: or systemd:"
 
-#: The listen queue's length when neither --backlog nor the description
-#: says: gunicorn's.  Twisted's own default, 50, overflows under a burst of
-#: connections that the workers would have served a moment later.
-DEFAULT_BACKLOG = 2048
 #: The most C{listen(2)} takes.
 MAX_BACKLOG = 2**31 - 1
 #: Where Linux keeps its cap on every listen queue.
