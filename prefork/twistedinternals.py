@@ -10,6 +10,12 @@ L{PRIVATE_NAMES} lists them all, and C{tests/test_twistedinternals.py}
 checks every one against the installed Twisted, naming the name and the
 release that changed it.
 
+Some of the project's code copies the body of a function of Twisted's, or
+relies on what happens inside one, where no name shows it: L{MIRRORS} lists
+each with a digest of that function's source in every Twisted release it
+was checked against, and the same test fails when the installed Twisted's
+source differs from all of them, naming the code to re-check.
+
 Importing this module checks the installed Twisted: one older than
 L{MINIMUM_TWISTED}, or one that no longer has a name listed here, ends the
 program with one line (L{UnsupportedTwisted}, a L{SystemExit}) instead of a
@@ -18,8 +24,11 @@ traceback from a process that dies later.
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import inspect
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -81,6 +90,51 @@ class PrivateName:
         if isinstance(self.owner, type):
             return f"{self.owner.__module__}.{self.owner.__qualname__}.{self.name}"
         return f"{self.owner.__name__}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """
+    Code of the project's that copies the body of one of Twisted's
+    functions, or works because of what that function does inside.  No name
+    changes when such a body does: a digest of its source tells.
+
+    @ivar upstream: The function, as C{"module:Qualified.name"}.
+    @ivar where: The project's code that mirrors it, as C{"path: name"}.
+    @ivar recheck: What to re-check there when the function changes.
+    @ivar takenFrom: The Twisted release that code was written from.
+    @ivar digests: For each Twisted release it was checked against, the
+        L{sourceDigest} of the function in that release.
+    """
+
+    upstream: str
+    where: str
+    recheck: str
+    takenFrom: str
+    digests: Mapping[str, str]
+
+
+def upstreamFunction(mirror: Mirror) -> Callable[..., Any]:
+    """
+    The installed Twisted's function that C{mirror} mirrors, imported now
+    (the modules some mirror, twistd's among them, are not ones every
+    process needs).
+    """
+    moduleName, _, qualifiedName = mirror.upstream.partition(":")
+    found: Any = importlib.import_module(moduleName)
+    for part in qualifiedName.split("."):
+        found = getattr(found, part)
+    return found  # type: ignore[no-any-return]
+
+
+def sourceDigest(function: Callable[..., Any]) -> str:
+    """
+    The SHA-256 of C{function}'s source with each run of white space made
+    one space: a change of indentation or line breaks does not change it,
+    one of code, comment or docstring does.
+    """
+    normalised = " ".join(inspect.getsource(function).split())
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
 
 
 def twistedVersion() -> str:
@@ -429,6 +483,70 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = tuple(
     + _names(Process, "23.8.0", "InPlaceProcess: never posix_spawn() the forked template",
              "_trySpawnInsteadOfFork", parameters=("path", "uid", "gid", "executable", "args", "environment",
                                                     "kwargs"))
+)
+
+
+#: Every function of Twisted's the project's code copies or relies on the
+#: inside of, with the digests of its source in the releases checked (the
+#: oldest supported and the newest at least).  A release whose source has
+#: another digest fails the fence test; once its C{recheck} is done, add
+#: the release and its digest here.
+MIRRORS: tuple[Mirror, ...] = (
+    Mirror(
+        "twisted.internet.tcp:Port.doRead",
+        "prefork/child/accept.py: _FewAccepts.doRead",
+        "the accept loop copied from it (the IPv6 scope, buildProtocol, sessionno, the transport), the errors "
+        "left to it, and numberAccepts, which _FewAccepts pins",
+        "26.10.0",
+        {
+            "24.11.0": "bac4688cc5fd4465f2b7d94e7061d26239de4739c14ab9fa05bac845787c3b11",
+            "26.10.0": "0f5e9c8bf87de8be268bdfcd1ccb9c3948b74d3f0f9e7a4aefefaaccd62eaa6f",
+        },
+    ),
+    Mirror(
+        "twisted.web.server:Request.process",
+        "prefork/web/channel.py: WorkerRequest.process",
+        "the copy of it for a leaf resource: the headers it sets (Server, Date), prepath and postpath, the "
+        "render call and processingFailed",
+        "26.10.0",
+        {
+            "24.11.0": "c9761ccf6514984fc22c439cad8645ad06d9b9521a160eac1464d9b69d5b1c93",
+            "26.10.0": "c9761ccf6514984fc22c439cad8645ad06d9b9521a160eac1464d9b69d5b1c93",
+        },
+    ),
+    Mirror(
+        "twisted.web.http:Request.requestReceived",
+        "prefork/web/channel.py: WorkerRequest.requestReceived",
+        "the copy of it less the parsing of form bodies: the attributes it sets (method, uri, clientproto, "
+        "path, args) before process",
+        "26.10.0",
+        {
+            "24.11.0": "5e22db0f50ed704b586c6e2498e83eef8c76bb873cd49adea7d7855bf3c890d0",
+            "26.10.0": "ff264607ee44d3508f72a38e205138dbb14a469b8d168a032d9ae29aa9399115",
+        },
+    ),
+    Mirror(
+        "twisted.scripts._twistd_unix:UnixAppLogger._getLogObserver",
+        "prefork/master/twistdlog.py: findLogFile",
+        "that twistd's SIGUSR1 handler (rotateLog) still holds the LogFile in its closure, where findLogFile "
+        "looks for it to reopen the log",
+        "26.10.0",
+        {
+            "24.11.0": "6252b8d7ca94eed5648ca50f121867bcbf5ff1d243c42db290c18c99487942b1",
+            "26.10.0": "6252b8d7ca94eed5648ca50f121867bcbf5ff1d243c42db290c18c99487942b1",
+        },
+    ),
+    Mirror(
+        "twisted.internet.main:installReactor",
+        "prefork/master/forkedtemplate.py: _forgetMaster",
+        "that a reactor is installed in sys.modules['twisted.internet.reactor'] and as twisted.internet.reactor "
+        "only, the two places _forgetMaster clears so that each worker installs its own",
+        "26.10.0",
+        {
+            "24.11.0": "fdcb5b424cf161ef69334eb6ad77f788bd4e7fde79ea297a5f3fec954dc90237",
+            "26.10.0": "fdcb5b424cf161ef69334eb6ad77f788bd4e7fde79ea297a5f3fec954dc90237",
+        },
+    ),
 )
 
 
