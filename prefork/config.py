@@ -61,8 +61,11 @@ class ServerConfig:
     @ivar keepaliveTimeout: Seconds an idle keep-alive connection stays open.
     @ivar scriptName: The URL prefix the application is mounted below
         (C{SCRIPT_NAME}), C{""} for the root.
-    @ivar forwardedAllowIps: Peers trusted to set C{X-Forwarded-Proto}:
-        addresses, networks, or C{"*"}.
+    @ivar forwardedAllowIps: Peers trusted to say who the client is and
+        how it reached them (C{X-Forwarded-For}, C{-Proto}, C{-Host} and
+        C{-Port}, RFC 7239 C{Forwarded}, and with L{proxyProtocol} the
+        PROXY header): addresses, networks, or C{"*"}.  A UNIX socket's
+        peer is trusted whatever this says.
     @ivar displayTracebacks: Send an application's traceback to the client
         with its 500 response.
     @ivar hooks: The server hooks, C{"module"} or C{"module:object"} (see

@@ -10,6 +10,12 @@ L{PRIVATE_NAMES} lists them all, and C{tests/test_twistedinternals.py}
 checks every one against the installed Twisted, naming the name and the
 release that changed it.
 
+Some of the project's code copies the body of a function of Twisted's, or
+relies on what happens inside one, where no name shows it: L{MIRRORS} lists
+each with a digest of that function's source in every Twisted release it
+was checked against, and the same test fails when the installed Twisted's
+source differs from all of them, naming the code to re-check.
+
 Importing this module checks the installed Twisted: one older than
 L{MINIMUM_TWISTED}, or one that no longer has a name listed here, ends the
 program with one line (L{UnsupportedTwisted}, a L{SystemExit}) instead of a
@@ -18,8 +24,11 @@ traceback from a process that dies later.
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import inspect
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -80,6 +89,51 @@ class PrivateName:
         if isinstance(self.owner, type):
             return f"{self.owner.__module__}.{self.owner.__qualname__}.{self.name}"
         return f"{self.owner.__name__}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """
+    Code of the project's that copies the body of one of Twisted's
+    functions, or works because of what that function does inside.  No name
+    changes when such a body does: a digest of its source tells.
+
+    @ivar upstream: The function, as C{"module:Qualified.name"}.
+    @ivar where: The project's code that mirrors it, as C{"path: name"}.
+    @ivar recheck: What to re-check there when the function changes.
+    @ivar takenFrom: The Twisted release that code was written from.
+    @ivar digests: For each Twisted release it was checked against, the
+        L{sourceDigest} of the function in that release.
+    """
+
+    upstream: str
+    where: str
+    recheck: str
+    takenFrom: str
+    digests: Mapping[str, str]
+
+
+def upstreamFunction(mirror: Mirror) -> Callable[..., Any]:
+    """
+    The installed Twisted's function that C{mirror} mirrors, imported now
+    (the modules some mirror, twistd's among them, are not ones every
+    process needs).
+    """
+    moduleName, _, qualifiedName = mirror.upstream.partition(":")
+    found: Any = importlib.import_module(moduleName)
+    for part in qualifiedName.split("."):
+        found = getattr(found, part)
+    return found  # type: ignore[no-any-return]
+
+
+def sourceDigest(function: Callable[..., Any]) -> str:
+    """
+    The SHA-256 of C{function}'s source with each run of white space made
+    one space: a change of indentation or line breaks does not change it,
+    one of code, comment or docstring does.
+    """
+    normalised = " ".join(inspect.getsource(function).split())
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
 
 
 def twistedVersion() -> str:
@@ -322,6 +376,81 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = tuple(
     + _names(Process, "23.8.0", "InPlaceProcess: never posix_spawn() the forked template",
              "_trySpawnInsteadOfFork", parameters=("path", "uid", "gid", "executable", "args", "environment",
                                                     "kwargs"))
+)
+
+
+#: Every function of Twisted's the project's code copies or relies on the
+#: inside of, with the digests of its source in the releases checked (the
+#: oldest supported and the newest at least).  A release whose source has
+#: another digest fails the fence test; once its C{recheck} is done, add
+#: the release and its digest here.
+MIRRORS: tuple[Mirror, ...] = (
+    Mirror(
+        "twisted.internet.tcp:Port.doRead",
+        "prefork/child/accept.py: _FewAccepts.doRead",
+        "the accept loop copied from it (the IPv6 scope, buildProtocol, sessionno, the transport), the errors "
+        "left to it, and numberAccepts, which _FewAccepts pins",
+        "26.10.0",
+        {
+            "24.11.0": "bac4688cc5fd4465f2b7d94e7061d26239de4739c14ab9fa05bac845787c3b11",
+            "26.10.0": "0f5e9c8bf87de8be268bdfcd1ccb9c3948b74d3f0f9e7a4aefefaaccd62eaa6f",
+        },
+    ),
+    Mirror(
+        "twisted.internet.abstract:FileDescriptor.write",
+        "prefork/child/accept.py: _ImmediateWrites.write",
+        "that a write is buffered in dataBuffer and _tempDataBuffer (which unwrittenBytes reads) and sent "
+        "by doWrite, so that writing at once when both are empty keeps the order of the bytes",
+        "26.10.0",
+        {
+            "24.11.0": "deb99b7ed4ab40201180e21327cddf2333ea3f777161ea76f4a59a96e707c922",
+            "26.10.0": "deb99b7ed4ab40201180e21327cddf2333ea3f777161ea76f4a59a96e707c922",
+        },
+    ),
+    Mirror(
+        "twisted.internet.abstract:FileDescriptor.loseConnection",
+        "prefork/child/accept.py: _ImmediateWrites.loseConnection",
+        "that a close with nothing buffered and no producer only waits for doWrite to find the buffer "
+        "empty, which _ImmediateWrites does without waiting",
+        "26.10.0",
+        {
+            "24.11.0": "07f0e4ae90de18d257731e60afa38ebc514e8305cab42ef21add64e2206b3b5a",
+            "26.10.0": "07f0e4ae90de18d257731e60afa38ebc514e8305cab42ef21add64e2206b3b5a",
+        },
+    ),
+    Mirror(
+        "twisted.logger._file:FileLogObserver.__call__",
+        "prefork/master/outputrelay.py: TextLogTarget.write",
+        "that twistd's text observer writes each event's formatted text to its file and flushes it, which "
+        "TextLogTarget does for a batch of lines at once",
+        "26.10.0",
+        {
+            "24.11.0": "0d0be3270521f4260893beacd135525ac5e626e0f234fc7131ad9331d2f54e1c",
+            "26.10.0": "0d0be3270521f4260893beacd135525ac5e626e0f234fc7131ad9331d2f54e1c",
+        },
+    ),
+    Mirror(
+        "twisted.scripts._twistd_unix:UnixAppLogger._getLogObserver",
+        "prefork/master/twistdlog.py: findLogFile",
+        "that twistd's SIGUSR1 handler (rotateLog) still holds the LogFile in its closure, where findLogFile "
+        "looks for it to reopen the log",
+        "26.10.0",
+        {
+            "24.11.0": "6252b8d7ca94eed5648ca50f121867bcbf5ff1d243c42db290c18c99487942b1",
+            "26.10.0": "6252b8d7ca94eed5648ca50f121867bcbf5ff1d243c42db290c18c99487942b1",
+        },
+    ),
+    Mirror(
+        "twisted.internet.main:installReactor",
+        "prefork/master/forkedtemplate.py: _forgetMaster",
+        "that a reactor is installed in sys.modules['twisted.internet.reactor'] and as twisted.internet.reactor "
+        "only, the two places _forgetMaster clears so that each worker installs its own",
+        "26.10.0",
+        {
+            "24.11.0": "fdcb5b424cf161ef69334eb6ad77f788bd4e7fde79ea297a5f3fec954dc90237",
+            "26.10.0": "fdcb5b424cf161ef69334eb6ad77f788bd4e7fde79ea297a5f3fec954dc90237",
+        },
+    ),
 )
 
 

@@ -91,7 +91,7 @@ def test_spare_woken_while_booting_is_activated_when_ready() -> None:
 def test_crashes_back_off() -> None:
     master, generation, clock = setUp(workers=1, spares=0)
     boot(master, generation, 10)
-    killed = str(signal.SIGKILL)
+    killed = str(int(signal.SIGKILL))
     report(master, generation, Event.EXITED, 10, killed)
     # The first crash is replaced at once.
     assert generation.spawned == [False, False]

@@ -4,13 +4,17 @@ shape it relies on, in the installed Twisted; and no module but
 L{prefork.twistedinternals} reaches for one.
 
 A failure names the name, what the project uses it for, and the Twisted
-release installed: that is the release that changed it.
+release installed: that is the release that changed it.  The same goes for
+the functions of Twisted's that the project's code copies or relies on the
+inside of (L{prefork.twistedinternals.MIRRORS}): a source that differs from
+every release checked names the code to re-check.
 """
 
 from __future__ import annotations
 
 import configparser
 import functools
+import importlib.util
 import inspect
 import io
 import re
@@ -31,7 +35,9 @@ from twisted.logger import FileLogObserver, LogPublisher
 from prefork import __version__, twistedinternals
 from prefork.child.accept import FairTCPPort, FairUNIXPort
 from prefork.twistedinternals import (
+    MIRRORS,
     PRIVATE_NAMES,
+    Mirror,
     PrivateName,
     UnsupportedTwisted,
     adoptListeningPort,
@@ -39,6 +45,8 @@ from prefork.twistedinternals import (
     detachSpareDescriptor,
     observersOf,
     reserveSpareDescriptor,
+    sourceDigest,
+    upstreamFunction,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +62,27 @@ def changed(private: PrivateName, what: str) -> str:
     return (
         f"Twisted {twisted.__version__} changed {private.qualifiedName}, which twisted-prefork uses for "
         f"{private.use} (its shape since Twisted {private.since}): {what}"
+    )
+
+
+def mirrorChanged(mirror: Mirror) -> str | None:
+    """
+    Why the installed Twisted's source of what C{mirror} mirrors is not one
+    checked, or L{None} if it is.
+    """
+    installed = twisted.__version__
+    try:
+        digest = sourceDigest(upstreamFunction(mirror))
+    except (ImportError, AttributeError, OSError, TypeError) as e:
+        return f"Twisted {installed} has no source of {mirror.upstream} ({e}): re-check {mirror.where}"
+    expected = mirror.digests.get(installed)
+    if digest == expected or (expected is None and digest in mirror.digests.values()):
+        return None
+    return (
+        f"Twisted {installed}'s {mirror.upstream} differs from its source in Twisted "
+        f"{', '.join(mirror.digests) or '(none)'}; {mirror.where} mirrors it (written from Twisted "
+        f"{mirror.takenFrom}): re-check {mirror.recheck}; then add {installed!r}: {digest!r} to its digests "
+        "in prefork/twistedinternals.py"
     )
 
 
@@ -100,6 +129,58 @@ def test_private_name_has_its_shape(private: PrivateName) -> None:
 def test_every_private_name_is_documented() -> None:
     for private in PRIVATE_NAMES:
         assert private.name.startswith("_") and private.use and re.fullmatch(r"\d+\.\d+\.\d+", private.since), private
+
+
+@pytest.mark.parametrize("mirror", MIRRORS, ids=lambda m: m.upstream)
+def test_mirrored_source_is_one_checked(mirror: Mirror) -> None:
+    assert mirrorChanged(mirror) is None, mirrorChanged(mirror)
+
+
+def test_every_mirror_is_documented() -> None:
+    for mirror in MIRRORS:
+        path, _, name = mirror.where.partition(": ")
+        assert f"def {name.rpartition('.')[2]}(" in (ROOT / path).read_text(), mirror
+        assert mirror.recheck and mirror.takenFrom in mirror.digests, mirror
+        assert all(re.fullmatch(r"\d+\.\d+\.\d+", version) for version in mirror.digests), mirror
+        assert all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in mirror.digests.values()), mirror
+
+
+def test_a_changed_mirrored_source_names_what_to_recheck() -> None:
+    mirror = MIRRORS[0]
+    digest = sourceDigest(upstreamFunction(mirror))
+    changedMirror = Mirror(mirror.upstream, mirror.where, "the loop", "24.11.0", {"24.11.0": "0" * 64})
+    assert mirrorChanged(changedMirror) == (
+        f"Twisted {twisted.__version__}'s twisted.internet.tcp:Port.doRead differs from its source in Twisted "
+        "24.11.0; prefork/child/accept.py: _FewAccepts.doRead mirrors it (written from Twisted 24.11.0): "
+        "re-check the loop; "
+        f"then add {twisted.__version__!r}: {digest!r} to its digests in prefork/twistedinternals.py"
+    )
+    # A release listed must have its own digest, not another's.
+    listed = {"1.0.0": digest, twisted.__version__: "0" * 64}
+    assert mirrorChanged(Mirror(mirror.upstream, mirror.where, "the loop", "1.0.0", listed)) is not None
+    # One not listed passes on the source of any release checked.
+    assert mirrorChanged(Mirror(mirror.upstream, mirror.where, "", "1.0.0", {"1.0.0": digest})) is None
+    gone = Mirror("twisted.internet.tcp:Port.gone", mirror.where, "", "1.0.0", {})
+    assert "has no source of twisted.internet.tcp:Port.gone" in (mirrorChanged(gone) or "")
+
+
+def test_source_digest_ignores_layout(tmp_path: Path) -> None:
+    """
+    Indentation and line breaks do not change a digest; code does.
+    """
+
+    def function(source: str, name: str) -> Any:
+        path = tmp_path / f"{name}.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.f if hasattr(module, "f") else module.C.f
+
+    first = function("def f(a):\n    return a + 1\n", "one")
+    assert sourceDigest(function("class C:\n    def f(a):\n        return a  +\t1\n", "two")) == sourceDigest(first)
+    assert sourceDigest(function("def f(a):\n    return a + 2\n", "three")) != sourceDigest(first)
 
 
 def test_spare_descriptor() -> None:

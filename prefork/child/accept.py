@@ -1,10 +1,11 @@
 """
 Fair accept: listening ports that take only a few connections per wake-up.
 
-Every worker polls the same listening socket.  Twisted's ports accept up to
-100 connections each time the socket is readable, and 20 more after every
-full batch, so the first worker to wake can take a whole burst while the
-others idle; since a worker runs one request at a time, that burst then waits
+Every worker polls the same listening socket.  Each time the socket is
+readable, Twisted's ports accept up to as many connections as they accepted
+the time before (at least one), or 20 more when that time took its whole
+batch (100 at first), so the first worker to wake can take a whole burst
+while the others idle; since a worker runs one request at a time, that burst then waits
 behind it, a long p99 tail.  The ports made here accept at most
 L{ACCEPTS_PER_WAKEUP} connections per wake-up and leave the rest in the
 kernel's queue for whichever worker polls next.
@@ -34,8 +35,13 @@ ACCEPTS_PER_WAKEUP = 1
 
 class _FewAccepts:
     """
-    Fixes a Twisted port's C{numberAccepts}, which its C{doRead} otherwise
-    resets to 100 and grows after every full batch.
+    Fixes a Twisted port's C{numberAccepts}, which its C{startListening}
+    sets to 100 and its C{doRead} adapts at each wake-up: 20 more after a
+    full batch, else as many as it accepted (at least one).
+
+    Its C{doRead} copies the accept loop of Twisted's C{tcp.Port.doRead},
+    registered in L{prefork.twistedinternals.MIRRORS}: the fence test names
+    it when Twisted's changes.
     """
 
     acceptsPerWakeup = ACCEPTS_PER_WAKEUP

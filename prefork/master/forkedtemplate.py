@@ -103,7 +103,8 @@ def _forgetMaster(environment: dict[str, str], args: list[str]) -> None:
     sys.stdout = sys.__stdout__ = sys.__stdout__ or _textStream(1)  # type: ignore[misc]
     sys.stderr = sys.__stderr__ = sys.__stderr__ or _textStream(2)  # type: ignore[misc]
     # The master's reactor (its epoll and wakers are closed): each worker
-    # installs its own.
+    # installs its own.  The two places are where Twisted's installReactor
+    # puts a reactor (in prefork.twistedinternals.MIRRORS).
     import twisted.internet
 
     _detached.append(sys.modules.pop("twisted.internet.reactor", None))

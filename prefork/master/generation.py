@@ -170,7 +170,7 @@ class Generation(ProcessProtocol):
         # The template closes its listening sockets before it passes the
         # signal on, so that the last process to hold them is a worker that
         # accepts what is pending as it closes them.
-        if self.command(Command.STOP, str(signum)):
+        if self.command(Command.STOP, str(int(signum))):
             return
         for pid in list(self.workers):
             self.signal(pid, signum)

@@ -5,7 +5,10 @@ Logging to a file, twistd installs a USR1 handler that rotates the file
 itself (renaming it to C{.1}); after logrotate has moved the file away that
 does nothing, and twistd goes on writing to the moved file.  The server
 reopens the file instead.  twistd keeps its L{LogFile} nowhere but in that
-handler, so it is found there.
+handler, so it is found there: in the closure of C{rotateLog}, which
+twistd's C{UnixAppLogger._getLogObserver} defines, registered in
+L{prefork.twistedinternals.MIRRORS} so that the fence test tells when
+Twisted changes it.
 """
 
 from __future__ import annotations
