@@ -245,10 +245,10 @@ def makeService(options: Options) -> IService:
     MasterHooks(_masterHooks(config), master).setServiceParent(top)
     if inherited.underEinhorn():
         # einhorn asks its workers to stop gracefully with USR2.
-        master.extraSignals[signal.SIGUSR2] = master.gracefulStop
+        master.addSignal(signal.SIGUSR2, master.gracefulStop)
     notifier = SystemdNotifier.fromEnvironment()
     if notifier is not None:
-        master.observers.append(NotifyingObserver(notifier))
+        master.addObserver(NotifyingObserver(notifier))
     master.setServiceParent(top)
     watchdog = watchdogInterval()
     if notifier is not None and watchdog is not None:
@@ -263,7 +263,7 @@ def makeService(options: Options) -> IService:
         title.setServiceParent(top)
     if config.reload:
         watcher = SourceWatcher(master.reload, options["reload-extra-file"])
-        master.sourceFound = watcher.watch
+        master.watchSources(watcher.watch)
         watcher.setServiceParent(top)
     return top
 

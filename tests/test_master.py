@@ -149,7 +149,7 @@ def test_the_masters_reason_wins_over_the_workers() -> None:
     boot(master, generation, 10)
     boot(master, generation, 11)
     exits: list[str] = []
-    master.childExited = lambda generation, record, status: exits.append(record.shownReason)
+    master.watchExits(lambda generation, record, status: exits.append(record.shownReason))
     master.removeWorker()
     report(master, generation, Event.DRAINING, 10, "100", ExitReason.STOP.word)
     assert generation.workers[10].reason is ExitReason.SCALED_DOWN

@@ -65,8 +65,8 @@ class MasterHooks(Service):
         self.server = MasterView(master)
         self.reactor = reactor
         self.ready = False
-        master.observers.append(self)
-        master.childExited = self.childExited
+        master.addObserver(self)
+        master.watchExits(self.childExited)
 
     def privilegedStartService(self) -> None:
         # Before twistd sheds its privileges, as gunicorn runs it before

@@ -90,16 +90,39 @@ class Master(Service):
         self._announced: set[Generation] = set()
         self.observers: list[ILifecycleObserver] = []
         #: Signals a supervisor gives a meaning of its own (einhorn's USR2).
-        self.extraSignals: dict[int, Callable[[], None]] = {}
+        self._extraSignals: dict[int, Callable[[], None]] = {}
         self._watchdog = HeartbeatWatchdog(lambda: self.generations, config.timeout, self.reactor, self._log)
         self.tally = Tally()
         self._twistdLog: BaseLogFile | None = None
-        #: Told of every worker's exit, with its wait status (the hooks).
-        self.childExited: Callable[[Generation, WorkerRecord, int], None] = lambda generation, record, status: None
-        #: Told of each source file of the application a template or worker
-        #: reports (--reload).
-        self.sourceFound: Callable[[str], None] = lambda path: None
+        self._exitWatchers: list[Callable[[Generation, WorkerRecord, int], None]] = []
+        self._sourceWatchers: list[Callable[[str], None]] = []
         self._stopWaiters: list[Deferred[None]] = []
+
+    def addObserver(self, observer: ILifecycleObserver) -> None:
+        """
+        Tell C{observer} of the server's life from now on.
+        """
+        self.observers.append(observer)
+
+    def addSignal(self, signum: int, handler: Callable[[], None]) -> None:
+        """
+        Give C{signum} a meaning of a supervisor's own (einhorn's C{USR2}).
+        """
+        self._extraSignals[signum] = handler
+
+    def watchExits(self, watcher: Callable[[Generation, WorkerRecord, int], None]) -> None:
+        """
+        Tell C{watcher} of every worker's exit, with its wait status (the
+        hooks' C{child_exit}).
+        """
+        self._exitWatchers.append(watcher)
+
+    def watchSources(self, watcher: Callable[[str], None]) -> None:
+        """
+        Tell C{watcher} of each source file of the application that a
+        template or worker reports (C{--reload}).
+        """
+        self._sourceWatchers.append(watcher)
 
     @property
     def app(self) -> str:
@@ -181,7 +204,7 @@ class Master(Service):
             signal.SIGHUP: self.reload,
             signal.SIGTTIN: self.addWorker,
             signal.SIGTTOU: self.removeWorker,
-            **self.extraSignals,
+            **self._extraSignals,
             signal.SIGUSR1: self.reopenLogs,
         }
         # twistd's USR1 handler rotates its log file itself, which does
@@ -270,7 +293,8 @@ class Master(Service):
 
     def workerExited(self, generation: Generation, record: WorkerRecord, status: int) -> None:
         self.tally.workerExited(generation, record, status, self.stopping)
-        self.childExited(generation, record, status)
+        for exitWatcher in self._exitWatchers:
+            exitWatcher(generation, record, status)
         if exitedAsAsked(status):
             self._healthy(generation)
             self._log.info(
@@ -298,7 +322,8 @@ class Master(Service):
         self._generationFailed(generation, reason)
 
     def sourceReported(self, generation: Generation, path: str) -> None:
-        self.sourceFound(path)
+        for sourceWatcher in self._sourceWatchers:
+            sourceWatcher(path)
 
     def templateExited(self, generation: Generation, error: BaseException | None) -> None:
         if generation.stopping or self.stopping:
