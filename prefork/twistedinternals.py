@@ -228,12 +228,16 @@ class LeanEPollReactor(EPollReactor):
     """
 
     _log = Logger()
+    #: How many events the current turn of the loop handles: how busy the
+    #: worker is.
+    eventsThisTurn = 0
 
     def doPoll(self, timeout: float | None) -> None:
         if timeout is None:
             timeout = -1
         # Python retries EINTR itself (PEP 475).
         events = self._poller.poll(timeout, len(self._selectables))
+        self.eventsThisTurn = len(events)
         selectables = self._selectables
         dispatch = self._doReadOrWrite
         for fd, event in events:

@@ -17,7 +17,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import LogEvent, globalLogPublisher
 
-from prefork.child.accept import FairTCPPort, FairTCPServer, adoptFairPort
+from prefork.child.accept import EVENTS_PER_ACCEPT, FairTCPPort, FairTCPServer, adoptFairPort
 from tools import requires
 
 
@@ -106,6 +106,21 @@ def test_takes_all_pending_when_asked(served: tuple[Any, Recording, list[socket.
     port.acceptsPerWakeup = 2**16
     port.doRead()
     assert len(factory.made) == 4
+
+
+def test_a_busy_worker_takes_more_per_wakeup(served: tuple[Any, Recording, list[socket.socket]]) -> None:
+    """
+    A turn of the loop that serves many connections accepts one more for
+    every EVENTS_PER_ACCEPT of them, so that waiting connections keep up.
+    """
+    port, factory, clients = served
+    connect(port, clients, 6)
+    port.reactor.eventsThisTurn = 4 * EVENTS_PER_ACCEPT
+    port.doRead()
+    assert len(factory.made) == 4
+    port.reactor.eventsThisTurn = 1000 * EVENTS_PER_ACCEPT
+    port.doRead()
+    assert len(factory.made) == 6
 
 
 def test_gives_the_peer_address(served: tuple[Any, Recording, list[socket.socket]]) -> None:

@@ -5,10 +5,14 @@ Every worker polls the same listening socket.  Each time the socket is
 readable, Twisted's ports accept up to as many connections as they accepted
 the time before (at least one), or 20 more when that time took its whole
 batch (100 at first), so the first worker to wake can take a whole burst
-while the others idle; since a worker runs one request at a time, that burst then waits
-behind it, a long p99 tail.  The ports made here accept at most
-L{ACCEPTS_PER_WAKEUP} connections per wake-up and leave the rest in the
-kernel's queue for whichever worker polls next.
+while the others idle; since a worker runs one request at a time, that
+burst then waits behind it, a long p99 tail.  The ports made here accept
+L{ACCEPTS_PER_WAKEUP} connection per wake-up and leave the rest in the
+kernel's queue for whichever worker polls next; a worker busy with many
+connections takes a few more, in proportion to the events of its turn,
+so that connections waiting to be accepted are not starved by the ones it
+serves.  A connection is read as soon as it is accepted, and written to
+at once.
 """
 
 from __future__ import annotations
@@ -31,6 +35,13 @@ _log = Logger()
 #: readable.  One gives the fairest spread; the cost, one more turn of the
 #: event loop per connection, does not show in bench/ (docs/performance.rst).
 ACCEPTS_PER_WAKEUP = 1
+#: A worker whose turn of the event loop serves many connections takes
+#: one more for every this many events, so that connections waiting to be
+#: accepted keep up with the ones it serves instead of starving behind
+#: them...
+EVENTS_PER_ACCEPT = 8
+#: ...up to this many per turn.
+MOST_ACCEPTS_PER_WAKEUP = 64
 
 
 class _FewAccepts:
@@ -63,7 +74,8 @@ class _FewAccepts:
         """
         # A mixin: the listening socket is the port's.
         listener: socket.socket = self.socket  # type: ignore[attr-defined]
-        for _ in range(self.acceptsPerWakeup):
+        busy = getattr(self.reactor, "eventsThisTurn", 0) // EVENTS_PER_ACCEPT  # type: ignore[attr-defined]
+        for _ in range(max(self.acceptsPerWakeup, min(busy, MOST_ACCEPTS_PER_WAKEUP))):
             try:
                 client, peer = listener.accept()
             except BlockingIOError:
