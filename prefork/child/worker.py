@@ -33,7 +33,7 @@ from prefork.child.exitguard import ExitGuard
 from prefork.child.heartbeat import Heartbeat
 from prefork.config import ServerConfig
 from prefork.hooks import NO_HOOKS, Hooks, IWorker
-from prefork.memory import MemoryUsage, memoryUsage
+from prefork.memory import MemoryUsage, memoryUsage, residentBytes
 from prefork.messages import ACTIVATE_SIGNAL, Event, ExitReason, Message, printablePath, send
 from prefork.proctitle import setTitle, workerTitle
 from prefork.web.accesslog import COMBINED, AccessLog
@@ -250,7 +250,13 @@ class Worker:
         ]:
             signal.signal(signum, self._inReactor(handler))
         send(Message(Event.READY, self.pid, (str(self.limit), *(("spare",) if self.spare else ()))))
-        self._beating.start(HEARTBEAT_INTERVAL)
+        # The first full beat a second from now: READY says the worker is
+        # alive, and measuring its unique memory (a walk of its page tables)
+        # would cost a short life as much as its boot.  Until then its
+        # reports carry the resident size, which costs a read.
+        self.heartbeat.memory = MemoryUsage(rss=residentBytes())
+        self.heartbeat.beat()
+        self._beating.start(HEARTBEAT_INTERVAL, now=False)
 
     def _inReactor(self, handler: Callable[[], object]) -> Callable[[int, FrameType | None], None]:
         """
