@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 from twisted.internet import address
+from twisted.internet.interfaces import IPullProducer
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 from twisted.logger import LogEvent, globalLogPublisher
+from zope.interface import implementer
 
 from prefork.child.accept import EVENTS_PER_ACCEPT, FairTCPPort, FairTCPServer, adoptFairPort
 from tools import requires
@@ -180,7 +182,7 @@ def tcpConnection(tmp_path: Path) -> Iterator[tuple[FairTCPPort, FairTCPServer, 
     """
     sock = listening(socket.AF_INET, tmp_path)
     factory = Recording()
-    port = adoptFairPort(MemoryReactor(), sock.fileno(), socket.AF_INET, factory)
+    port = adoptFairPort(MemoryReactorClock(), sock.fileno(), socket.AF_INET, factory)
     assert isinstance(port, FairTCPPort)
     client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=30)
     port.doRead()
@@ -230,3 +232,49 @@ def test_tcp_connections_have_nodelay_from_the_listening_socket(
     assert not transport.getTcpNoDelay()
     transport.setTcpNoDelay(True)
     assert transport.getTcpNoDelay()
+
+
+def test_tcp_connection_writes_at_once(tcpConnection: tuple[FairTCPPort, FairTCPServer, socket.socket]) -> None:
+    """
+    With nothing buffered, a write goes to the socket at once, without the
+    transport waiting to be writable; what follows a partial send waits its
+    turn in the buffer, in order.
+    """
+    _, transport, client = tcpConnection
+    transport.write(b"at once")
+    assert client.recv(100) == b"at once"
+    assert not transport.dataBuffer and transport not in transport.reactor.getWriters()
+
+
+def test_tcp_connection_feeds_a_pull_producer_through_its_buffer(
+    tcpConnection: tuple[FairTCPPort, FairTCPServer, socket.socket],
+) -> None:
+    """
+    A pull producer is asked for more each time the buffer drains: its
+    writes go through the buffer, or nothing would ask again.
+    """
+    _, transport, client = tcpConnection
+    asked: list[int] = []
+
+    @implementer(IPullProducer)
+    class Producer:
+        def resumeProducing(self) -> None:
+            asked.append(1)
+            transport.write(b"chunk")
+
+        def stopProducing(self) -> None:
+            pass
+
+    transport.registerProducer(Producer(), False)
+    assert asked == [1] and transport in transport.reactor.getWriters()
+    transport.doWrite()
+    assert asked == [1, 1] and client.recv(100) == b"chunk"
+
+
+def test_a_cut_tcp_connection_writes_nothing(tcpConnection: tuple[FairTCPPort, FairTCPServer, socket.socket]) -> None:
+    _, transport, client = tcpConnection
+    transport.abortConnection()
+    transport.write(b"after the cut")
+    client.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        client.recv(100)

@@ -43,12 +43,21 @@ def versionedApp(folder: Path, version: str) -> tuple[str, ...]:
     return ("--app", "versioned:application", "--pythonpath", str(folder))
 
 
+def _parentOrNone(pid: int) -> int | None:
+    """
+    The parent of C{pid}, or L{None} once it has exited.
+    """
+    try:
+        return parentPid(pid)
+    except FileNotFoundError:
+        return None
+
+
 def workerPids(server: Server) -> set[int]:
     """
     The worker processes: the children of the master's template processes.
     """
-    templates = {pid for pid in descendants(server.pid) if Path(f"/proc/{pid}/stat").exists()
-                 and parentPid(pid) == server.pid}
+    templates = {pid for pid in descendants(server.pid) if _parentOrNone(pid) == server.pid}
     return {pid for template in templates for pid in descendants(template)}
 
 

@@ -131,9 +131,21 @@ class _ImmediateWrites:
     go out without the transport ever registering for writability.
     """
 
+    #: The connection was cut: it writes nothing more.
+    _cut = False
+
     def write(self, data: bytes) -> None:
         transport: Any = self
-        if data and transport.connected and not transport.disconnecting and not unwrittenBytes(transport):
+        if (
+            data
+            and transport.connected
+            and not transport.disconnecting
+            and not self._cut
+            # A producer is asked for more when the buffer drains: its
+            # bytes go through the buffer.
+            and transport.producer is None
+            and not unwrittenBytes(transport)
+        ):
             try:
                 sent = transport.socket.send(data)
             except BlockingIOError:
@@ -146,6 +158,10 @@ class _ImmediateWrites:
                 return
             data = data[sent:]
         super().write(data)  # type: ignore[misc]
+
+    def abortConnection(self) -> None:
+        self._cut = True
+        super().abortConnection()  # type: ignore[misc]
 
     def loseConnection(self) -> None:
         transport: Any = self
