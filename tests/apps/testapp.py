@@ -169,6 +169,12 @@ def protocol(environ, start_response):
         status = "200 OK\r\nSet-Cookie: evil=1" if kind == "status" else "200 OK"
         start_response(status, text + headers)
         return [b"should never be sent"]
+    if path == "/hop-by-hop":
+        # Fields only the server may set (PEP 3333), given by the
+        # application: ?field=NAME&value=VALUE, and a body of 5 bytes,
+        # returned whole or (?stream) a piece at a time.
+        start_response("200 OK", text + [(query["field"], query["value"])])
+        return iter([b"he", b"llo"]) if "stream" in query else [b"hello"]
     if path == "/forever":
         start_response("200 OK", text)
         return _Closing(_forever(float(query.get("delay", "0.01"))), query["marker"])
