@@ -31,7 +31,7 @@ import sys
 import threading
 import traceback
 from dataclasses import replace
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from prefork.child.boot import loadAppOrReport, reportLoadError, reportSources, serve
 from prefork.child.warmup import warmRequestPath
@@ -51,7 +51,9 @@ from prefork.messages import (
 )
 from prefork.proctitle import setTitle, templateTitle
 from prefork.twistedinternals import reserveSpareDescriptor
-from prefork.web.wsgi import WSGIApplication
+
+if TYPE_CHECKING:
+    from prefork.child.appload import Served
 
 #: Names the descriptor a template that starts over as a new Python reads
 #: its setup from, in place of its standard input.
@@ -67,7 +69,7 @@ class Template:
         self,
         config: ServerConfig,
         generation: int,
-        application: WSGIApplication | None,
+        application: Served | None,
         listeners: list[Listener],
         hooks: Hooks = NO_HOOKS,
     ) -> None:
@@ -210,14 +212,14 @@ def _preloadIsUnsafe() -> bool:
     return "twisted.internet.reactor" in sys.modules or threading.active_count() > 1
 
 
-def _preload(setup: TemplateSetup) -> WSGIApplication:
+def _preload(setup: TemplateSetup) -> Served:
     config = setup.config
     application = loadAppOrReport(config)
     if application is None:
         sys.exit(EXIT_BOOT_FAILED)
     if _preloadIsUnsafe():
         sys.stderr.write(
-            f"Importing {config.app} installs a reactor or starts threads: "
+            f"Importing {config.served} installs a reactor or starts threads: "
             "not preloading it; each worker imports it instead.\n"
         )
         sys.stderr.flush()
@@ -279,7 +281,7 @@ def main(setup: TemplateSetup) -> NoReturn:
     # USR1 asks workers to reopen their logs; until a new worker's reactor
     # handles it, it must not kill the worker (nor this process).
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    setTitle(templateTitle(config.app, setup.generation))
+    setTitle(templateTitle(config.served, setup.generation))
     # Until a worker is ready to be woken, waking it must not kill it.
     signal.signal(ACTIVATE_SIGNAL, signal.SIG_IGN)
     listeners = _listeners(setup.sockets)
