@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
+from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
@@ -83,12 +84,13 @@ class ResourceChannel(HTTPChannel):
         super().connectionLost(reason)
         self.site.channelClosed(self)
 
-    def checkPersistence(self, request: Any, version: bytes) -> bool:
-        if self.site.closing:
-            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
-            return False
-        persistent: bool = super().checkPersistence(request, version)
-        return persistent
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        # Twisted decides whether the connection persists as the request
+        # arrives; a drain that began since closes it after this response.
+        if self.site.closing and self.persistent and isinstance(headers, Headers):
+            self.persistent = False
+            headers.setRawHeaders(b"connection", [b"close"])
+        super().writeHeaders(version, code, reason, headers)
 
     def requestDone(self, request: Any) -> None:
         super().requestDone(request)
