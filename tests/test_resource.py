@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from certs import httpsGet, makeCertificate
 from server import Server, waitUntil
+from statusclient import STATUS, status
 from test_settings import run
+from tools import requires
 
 KLEIN = ("--resource", "kleinapp:app.resource")
 TREE = ("--resource", "resourceapp:root")
@@ -144,6 +147,48 @@ def test_exit_guard_holds_a_retiring_worker(serve, tmp_path: Path) -> None:
     assert server.get(f"/guarded?marker={marker}&seconds=0.5")[::2] == (200, b"guarded")
     pid = int(server.waitFor(r"Worker (\d+) exited after 1 requests \(limit\)").group(1))
     assert marker.read_text() == str(pid)
+
+
+@requires("openssl")
+def test_tls(serve, tmp_path: Path, noInternalErrors: None) -> None:
+    key, certificate = makeCertificate(tmp_path)
+    log = tmp_path / "access.log"
+    listen = f"ssl:0:privateKey={key}:certKey={certificate}:interface=127.0.0.1"
+    server = serve(*TREE, "--workers", "1", "--access-log", str(log), "--access-log-format", "{scheme} {status}",
+                   listen=listen)
+    status, body, name = httpsGet(server.port, certificate, "/client")
+    assert (status, json.loads(body), name) == (200, {"host": "127.0.0.1", "secure": True}, "localhost")
+    waitUntil(lambda: log.exists() and log.read_text(), what="the access log line")
+    assert log.read_text() == "https 200\n"
+
+
+def test_proxy_protocol_gives_the_client(serve, tmp_path: Path, noInternalErrors: None) -> None:
+    log = tmp_path / "access.log"
+    server = serve(*TREE, "--workers", "1", "--proxy-protocol", "--access-log", str(log),
+                   "--access-log-format", "{remote_addr} {status}")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+        client.sendall(b"PROXY TCP4 192.0.2.7 198.51.100.1 4711 443\r\n"
+                       b"GET /client HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        response = b""
+        while chunk := client.recv(4096):
+            response += chunk
+    assert json.loads(response.partition(b"\r\n\r\n")[2]) == {"host": "192.0.2.7", "secure": False}
+    waitUntil(lambda: log.exists() and log.read_text() == "192.0.2.7 200\n", what="the access log line")
+
+
+def test_status_page_counts_resource_requests(serve) -> None:
+    server = serve(*TREE, "--workers", "1", "--spare-workers", "0", *STATUS)
+    for _ in range(3):
+        assert server.get("/hello")[0] == 200
+    waitUntil(lambda: status(server)["workers"][0]["served"] == 3, what="three requests counted")
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(server.get, "/wait?ms=3000")
+        waitUntil(
+            lambda: [(w["state"], w["in_flight"], w["last_path"]) for w in status(server)["workers"]]
+            == [("busy", 1, "/wait")],
+            what="the worker busy with /wait",
+        )
+        assert slow.result()[2] == b"waited"
 
 
 RESOURCE = '''

@@ -45,7 +45,8 @@ class ResourceRequest(Request):
     @ivar ended: Whether it was answered, or its connection lost.
     @ivar preforkClient: Always L{None}: Twisted's request knows its client
         from its transport (which the PROXY protocol, when on, has set).
-    @ivar preforkScheme: Always L{None}, likewise.
+    @ivar preforkScheme: The scheme, for the access log: Twisted's request
+        forgets its connection, and so whether it was secure, as it ends.
     """
 
     startedAt = 0.0
@@ -56,6 +57,7 @@ class ResourceRequest(Request):
     def process(self) -> None:
         site = cast(ResourceChannel, self.channel).site
         self.startedAt = time.perf_counter()
+        self.preforkScheme = "https" if self.isSecure() else "http"
         site.admit(self)
         self.notifyFinish().addBoth(self._ended, site)
         super().process()

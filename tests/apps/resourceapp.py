@@ -2,6 +2,7 @@
 A plain C{twisted.web} resource tree the tests serve with C{--resource}.
 """
 
+import json
 import os
 
 from twisted.web.resource import Resource
@@ -51,10 +52,43 @@ class Stream(Resource):
         return NOT_DONE_YET
 
 
+class Client(Resource):
+    """
+    The client as Twisted's request knows it, as JSON.
+    """
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        address = request.getClientAddress()
+        return json.dumps({"host": getattr(address, "host", None), "secure": request.isSecure()}).encode()
+
+
+class Wait(Resource):
+    """
+    Answers C{?ms=N} milliseconds later; the worker is busy with it meanwhile.
+    """
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        from twisted.internet import reactor
+
+        def answer():
+            request.write(b"waited")
+            request.finish()
+
+        call = reactor.callLater(int(request.args[b"ms"][0]) / 1000, answer)
+        request.notifyFinish().addErrback(lambda failure: call.cancel())
+        return NOT_DONE_YET
+
+
 def makeRoot():
     root = Resource()
     root.putChild(b"hello", Hello())
     root.putChild(b"stream", Stream())
+    root.putChild(b"client", Client())
+    root.putChild(b"wait", Wait())
     return root
 
 
