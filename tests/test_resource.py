@@ -110,6 +110,38 @@ def test_factory_and_no_preload(serve, args: tuple[str, ...], preloaded: bool) -
     assert (importer != worker) is preloaded
 
 
+def test_klein_preloaded(serve) -> None:
+    """
+    Klein takes the reactor as it is imported: in the template it gets a
+    stand-in for each worker's own, so the app is still preloaded.
+    """
+    server = serve(*KLEIN, "--workers", "2")
+    importer, worker = re.match(rb"imported by (\d+), served by (\d+)", server.get("/imported")[2]).groups()
+    assert importer != worker
+    assert server.get("/later")[2] == b"later"
+    assert "not preloading" not in server.output
+
+
+USES_THE_REACTOR = '''
+import os
+
+from twisted.internet import reactor
+from twisted.web.resource import Resource
+from twisted.web.static import Data
+
+STARTED = reactor.seconds()
+root = Resource()
+root.putChild(b"", Data(str(os.getpid()).encode(), "text/plain"))
+'''
+
+
+def test_a_resource_that_uses_the_reactor_as_it_is_imported(serve, tmp_path: Path) -> None:
+    (tmp_path / "eager.py").write_text(USES_THE_REACTOR)
+    server = serve("--resource", "eager:root", "--pythonpath", str(tmp_path), "--workers", "1", "--spare-workers", "0")
+    server.waitFor(r"Importing eager:root uses the reactor: not preloading it; each worker imports it instead")
+    assert server.get("/")[2].isdigit()
+
+
 def test_many_requests_in_flight_in_one_worker(serve) -> None:
     """
     Fifty requests that each wait 200 ms on a Deferred, all at once, to a

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.main import installReactor
 from twisted.logger import Logger
 
+from prefork.child import latereactor
 from prefork.child.appload import AppLoadError, loadServed, ownSources
 from prefork.child.childlog import logToStderr
 from prefork.child.worker import EXIT_GRACE, Listener, Worker, WorkerView
@@ -110,8 +111,12 @@ def serve(
     faulthandler.enable(all_threads=True)
     # Imported in the template, installed here: importing a reactor's
     # module does not install it.
+    late = latereactor.takeBack()
     installReactor(LeanEPollReactor())
     from twisted.internet import reactor
+
+    if late is not None:
+        late.become(reactor)
 
     logToStderr(f"worker {os.getpid()}")
     try:

@@ -5,18 +5,25 @@ A Klein application the tests serve with C{--resource kleinapp:app.resource}.
 import os
 
 from klein import Klein
+from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 import prefork
 
 app = Klein()
+#: Which process imported this module: the template's when preloaded.
+IMPORTED_BY = os.getpid()
 
 
 def _reactor():
-    # The worker's own reactor, installed after the fork.
-    from twisted.internet import reactor
-
+    # Taken at import time, in the template: it stands for the reactor the
+    # worker installs after the fork.
     return reactor
+
+
+@app.route("/imported")
+def imported(request):
+    return f"imported by {IMPORTED_BY}, served by {os.getpid()}"
 
 
 @app.route("/hello/<name>")
