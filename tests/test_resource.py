@@ -6,6 +6,7 @@ recycling, draining, access log and reloads.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import signal
@@ -221,6 +222,22 @@ def test_status_page_counts_resource_requests(serve) -> None:
             what="the worker busy with /wait",
         )
         assert slow.result()[2] == b"waited"
+
+
+def test_graceful_timeout_abandons_and_names_what_is_left(serve) -> None:
+    """
+    TERM: a request still waiting at --graceful-timeout is abandoned, named
+    in the log, and the worker exits.
+    """
+    server = serve(*TREE, "--workers", "1", "--spare-workers", "0", "--graceful-timeout", "1", *STATUS)
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(server.get, "/wait?ms=60000")
+        waitUntil(lambda: status(server)["workers"][0]["in_flight"] == 1, what="the slow request admitted")
+        server.signal(signal.SIGTERM)
+        server.waitFor(r"Drain timed out .*abandoning 1 requests: GET /wait$")
+        assert server.wait() == 0
+        with pytest.raises((OSError, http.client.HTTPException)):
+            slow.result()
 
 
 RESOURCE = '''
