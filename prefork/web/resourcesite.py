@@ -5,10 +5,11 @@ and C{Request}, as C{twist web} does, on the worker's reactor.
 
 A handler that returns a L{Deferred} (or a coroutine, in Klein) leaves the
 reactor free, so one worker keeps many requests in flight.  The site counts
-each request as it ends (L{RequestCounter}, the counting the WSGI path's
-L{prefork.web.site.WorkerSite} does too), writes its access log line, and
-can close its connections without losing a request, which is what a
-retiring worker needs.
+each request toward the worker's limit as it is handed to the resource, and
+out of the requests in flight as it ends, when it writes its access log line
+(L{RequestCounter}, the counting the WSGI path's
+L{prefork.web.site.WorkerSite} does too); it can close its connections
+without losing a request, which is what a retiring worker needs.
 
 The limits are Twisted's: its C{HTTPChannel} closes a connection idle for
 C{timeout} seconds (C{--keepalive-timeout}) and enforces its own bounds on
