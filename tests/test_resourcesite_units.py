@@ -10,6 +10,7 @@ from typing import Any
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -127,6 +128,32 @@ def test_a_response_begun_before_the_drain_closes_its_connection_when_done() -> 
     site.closing = True
     resource.pending[0].finish()
     assert transport.disconnecting
+
+
+def test_an_idle_connection_times_out_quietly() -> None:
+    """
+    After the idle timeout the connection closes, without a log line; a
+    client that does not let go is aborted later, as Twisted does.
+    """
+    site, resource, _ = makeSite(timeout=5)
+    clock = site.reactor
+    channel, transport = connect(site)
+    channel.dataReceived(GET)
+    clock.advance(10)
+    assert not transport.disconnecting, "a request in progress never times out"
+    resource.pending[0].finish()
+    with capturedLogs() as events:
+        clock.advance(4.9)
+        assert not transport.disconnecting
+        clock.advance(0.1)
+    assert transport.disconnecting and events == []
+    clock.advance(channel.abortTimeout)
+    assert transport.disconnected
+    quiet, quietTransport = connect(site)
+    clock.advance(5)
+    lose(quiet)
+    clock.advance(channel.abortTimeout)
+    assert not quietTransport.disconnected
 
 
 def test_abort_connections() -> None:

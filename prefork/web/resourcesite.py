@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
@@ -78,6 +78,7 @@ class ResourceChannel(HTTPChannel):
     """
 
     site: ResourceSite
+    _abortLater: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -85,7 +86,16 @@ class ResourceChannel(HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
+        if self._abortLater is not None and self._abortLater.active():
+            self._abortLater.cancel()
         self.site.channelClosed(self)
+
+    def timeoutConnection(self) -> None:
+        # As Twisted's, without its log line: a keep-alive connection left
+        # idle until it times out is routine, not news.
+        if self.abortTimeout is not None:
+            self._abortLater = self.callLater(self.abortTimeout, self.forceAbortClient)
+        self.loseConnection()
 
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
         # Twisted decides whether the connection persists as the request
