@@ -155,7 +155,7 @@ def test_many_requests_in_flight_in_one_worker(serve) -> None:
     elapsed = time.monotonic() - started
     assert all(status == 200 for status, _ in answers)
     assert len({body for _, body in answers}) == 1, "more than one worker answered"
-    assert elapsed < 4.0, f"50 requests of 200 ms took {elapsed:.1f} s in one worker"
+    assert elapsed < 5.0, f"50 requests of 200 ms took {elapsed:.1f} s in one worker"
 
 
 def test_recycling_loses_no_request_in_flight(serve) -> None:

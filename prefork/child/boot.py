@@ -43,8 +43,9 @@ _log = Logger()
 
 def loadAppOrReport(config: ServerConfig) -> Served | None:
     """
-    Import the application (or the resource); if it cannot be, tell the master why in one
-    line, and print the traceback (if the module raised) to the log.
+    Import the application (or the resource); if it cannot be, tell the
+    master why in one line, and print the traceback (if the module raised)
+    to the log.
     """
     try:
         return loadServed(config)
