@@ -16,4 +16,24 @@ pipe messages (L{prefork.messages}) and the process titles
 (L{prefork.proctitle}).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prefork.child.exitguard import ExitGuard
+
 __version__ = "0.1.0"
+
+
+def exitGuard() -> ExitGuard:
+    """
+    The exit guard of the worker this runs in: hand it a L{Deferred} with
+    C{exitGuard().add(d)}, and the worker does not exit (when it retires or
+    stops) before C{d} fires, within C{--graceful-timeout}.
+
+    @raise RuntimeError: Called outside a worker.
+    """
+    from prefork.child.exitguard import current
+
+    return current()

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from prefork.child.appload import AppLoadError, loadApp
+from prefork.child.appload import AppLoadError, loadServed
 from prefork.config import ServerConfig
 from prefork.hooks import HookLoadError, loadHooks
 
@@ -39,7 +39,7 @@ def checkImports(config: ServerConfig) -> str | None:
             timeout=TIMEOUT,
         )
     except subprocess.TimeoutExpired:
-        return f"importing --app {config.app!r} took longer than {TIMEOUT:.0f} s"
+        return f"importing {config.served!r} took longer than {TIMEOUT:.0f} s"
     except OSError as e:
         return f"cannot run {sys.executable}: {e.strerror}"
     verdicts = [line for line in child.stdout.decode("utf-8", "replace").splitlines() if line.startswith(VERDICT)]
@@ -55,7 +55,7 @@ def main() -> None:
     config = ServerConfig.fromJSON(sys.stdin.read())
     try:
         loadHooks(config.hooks, config.pythonPath)
-        loadApp(config.app, config.pythonPath)
+        loadServed(config)
     except (AppLoadError, HookLoadError) as e:
         verdict, status = str(e), 1
     else:

@@ -29,6 +29,8 @@ class ServerConfig:
     (L{prefork.options.OPTIONS}).
 
     @ivar app: The WSGI application, C{"module:attribute"}.
+    @ivar resource: When not L{None}, what is served instead of C{app}: a
+        C{twisted.web} resource, C{"module:attribute"} (C{--resource}).
     @ivar workers: How many workers each generation keeps serving.
     @ivar maxRequests: The most requests a worker serves before it retires;
         0 means never.
@@ -82,6 +84,7 @@ class ServerConfig:
     """
 
     app: str = declared("app")
+    resource: str | None = declared("resource")
     workers: int = declared("workers")
     maxRequests: int = declared("maxRequests")
     minRequests: int | None = declared("minRequests")
@@ -121,6 +124,13 @@ class ServerConfig:
             None if tls is None else TLSSettings.fromDict(tls) for tls in values["listenerTLS"]
         )
         return cls(**values)
+
+    @property
+    def served(self) -> str:
+        """
+        What the workers serve, as C{--app} or C{--resource} names it.
+        """
+        return self.app if self.resource is None else self.resource
 
     def withoutPreload(self) -> ServerConfig:
         return replace(self, preload=False)

@@ -158,7 +158,7 @@ class TemplateSetup:
         words C{ps} shows in place of a title, which say nothing of the
         configuration but the application.
         """
-        return [executable, "-m", "prefork.child.template", "gen", str(self.generation), f"app={self.config.app}"]
+        return [executable, "-m", "prefork.child.template", "gen", str(self.generation), f"app={self.config.served}"]
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,9 @@ def _backlog(value: str) -> int:
 
 
 def _app(value: str) -> str:
+    """
+    C{--app} or C{--resource}: C{MODULE:NAME}.
+    """
     from prefork.child.appload import parseAppSpec
 
     parseAppSpec(value)
@@ -263,6 +266,10 @@ DEFAULT_BACKLOG = 2048
 OPTIONS: tuple[Option, ...] = (
     Option("app", P, "The WSGI application, as MODULE:NAME (NAME may be dotted).",
            DEMO_APP, _app, short="a", field="app", metavar="MODULE:NAME", doc="demo app"),
+    Option("resource", P,
+           ("Serve this twisted.web resource through Twisted's Site instead of a WSGI app: MODULE:NAME, "
+            "an IResource or a callable returning one (a Klein app's .resource)."),
+           None, _app, field="resource", metavar="MODULE:NAME"),
     Option("port", P, "Shorthand for --listen tcp:PORT.", check=Number(0), short="p", metavar="N"),
     Option("workers", P, "Number of worker processes.", 10, Number(1), short="w", aliases=("max-workers",),
            environment=("WEB_CONCURRENCY",), field="workers", metavar="N"),

@@ -143,6 +143,8 @@ class Options(usage.Options):
             self["endpoints"] = [_endpoint(description, self["backlog"]) for description in self["listen"]]
         else:
             self._inherit()
+        if values["resource"] is not None:
+            _checkResource(self.given)
         maxRequests, minRequests = values["max-requests"], values["min-requests"]
         if minRequests is not None and (maxRequests == 0 or minRequests > maxRequests):
             raise usage.UsageError("--min-requests must not be above --max-requests (nor given with --max-requests 0)")
@@ -164,6 +166,17 @@ for _option in OPTIONS:
         setattr(Options, "opt_" + _option.name.replace("-", "_"), _repeat(_option))
     for _name in _option.aliases:
         setattr(Options, "opt_" + _name.replace("-", "_"), _alias(_option))
+
+
+def _checkResource(given: dict[str, settings.Setting]) -> None:
+    """
+    What C{--resource} excludes: C{--app}, and an explicit C{--threads} (a
+    resource runs in its worker's reactor thread; the default is unused).
+    """
+    if "app" in given:
+        raise usage.UsageError("--app and --resource are exclusive: a server serves a WSGI app or a resource")
+    if "threads" in given:
+        raise usage.UsageError("--threads does not apply to --resource, which runs in each worker's reactor thread")
 
 
 def _endpoint(description: str, backlog: int) -> Any:
@@ -214,7 +227,7 @@ def _checkAndExit(config: ServerConfig, listen: list[str]) -> NoReturn:
         sys.stderr.write(f"twistd prefork: {problem}\n")
         raise SystemExit(1)
     hooks = f", hooks {config.hooks}" if config.hooks else ""
-    served = f"{config.app} with {config.workers} workers on {' '.join(listen)}{hooks}"
+    served = f"{config.served} with {config.workers} workers on {' '.join(listen)}{hooks}"
     sys.stdout.write(f"twistd prefork: OK: would serve {served}\n")
     raise SystemExit(0)
 
@@ -259,7 +272,7 @@ def makeService(options: Options) -> IService:
         )
         status.setServiceParent(top)
     if TITLES:
-        title = TitleService(lambda: masterTitle(config.app, currentGeneration(master), master.workerCount))
+        title = TitleService(lambda: masterTitle(config.served, currentGeneration(master), master.workerCount))
         title.setServiceParent(top)
     if config.reload:
         watcher = SourceWatcher(master.reload, options["reload-extra-file"])

@@ -79,8 +79,8 @@ def test_the_walk_sees_the_package() -> None:
     """
     The fences above look at real modules, or they prove nothing.
     """
-    found = {module for _, module in imported(PACKAGE / "child" / "boot.py")}
-    assert {"prefork.child.worker", "prefork.web.wsgi", "twisted.internet.main"} <= found
+    found = {module for _, module in imported(PACKAGE / "child" / "worker.py")}
+    assert {"prefork.child.accept", "prefork.web.wsgi", "twisted.internet.task"} <= found
     assert len(modules("prefork.web")) > 5 and len(modules("prefork.child")) > 5
 
 

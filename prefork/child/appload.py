@@ -1,5 +1,6 @@
 """
-Finding the WSGI application named on the command line.
+Finding what the workers serve: the WSGI application C{--app} names, or the
+C{twisted.web} resource C{--resource} names.
 """
 
 from __future__ import annotations
@@ -8,13 +9,20 @@ import os
 import site
 import sys
 import sysconfig
+import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
+
+from twisted.web.resource import IResource
 
 from prefork.importing import LoadError, importNamed
 
 if TYPE_CHECKING:
+    from prefork.config import ServerConfig
     from prefork.web.wsgi import WSGIApplication
+
+    #: What a worker serves: a WSGI application, or a resource.
+    Served = WSGIApplication | IResource
 
 
 class AppLoadError(LoadError):
@@ -50,6 +58,52 @@ def loadApp(spec: str, pythonPath: Iterable[str] = ()) -> WSGIApplication:
         raise AppLoadError(f"--app {spec!r} is not callable: it is {type(obj).__name__} {obj!r:.60}")
     application: WSGIApplication = obj
     return application
+
+
+def loadResource(spec: str, pythonPath: Iterable[str] = ()) -> IResource:
+    """
+    Import the resource named by C{spec}: an object providing L{IResource},
+    or a callable (a factory, a class, a Klein app's C{resource} method)
+    that returns one, called once here.
+
+    @param pythonPath: Directories to search before C{sys.path}.
+    @raise AppLoadError: It cannot be imported, lacks the attribute, is
+        neither, or raised when called.
+    """
+    obj = importNamed("--resource", spec, parseAppSpec, pythonPath, AppLoadError)
+    if IResource.providedBy(obj):
+        resource: IResource = obj
+        return resource
+    if not callable(obj):
+        # A Klein app is the usual mistake: its resource is a method away.
+        hint = " (for a Klein app, name its .resource)" if callable(getattr(obj, "resource", None)) else ""
+        raise AppLoadError(
+            f"--resource {spec!r} is neither a twisted.web resource nor a callable returning one: "
+            f"it is {type(obj).__name__} {obj!r:.60}{hint}"
+        )
+    try:
+        made = obj()
+    except BaseException as e:
+        summary = traceback.format_exception_only(type(e), e)[-1].strip()
+        raise AppLoadError(f"--resource {spec!r} raised when called: {summary}", traceback.format_exc()) from None
+    if not IResource.providedBy(made):
+        raise AppLoadError(
+            f"--resource {spec!r} returned {type(made).__name__} {made!r:.60}, not a twisted.web resource"
+        )
+    resource = made
+    return resource
+
+
+def loadServed(config: ServerConfig) -> Served:
+    """
+    Import what C{config} serves: its resource when it names one, else its
+    application.
+
+    @raise AppLoadError: It cannot be loaded.
+    """
+    if config.resource is not None:
+        return loadResource(config.resource, config.pythonPath)
+    return loadApp(config.app, config.pythonPath)
 
 
 def _installationDirectories() -> tuple[str, ...]:

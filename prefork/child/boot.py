@@ -19,12 +19,13 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.main import installReactor
 from twisted.logger import Logger
 
-from prefork.child.appload import AppLoadError, loadApp, ownSources
+from prefork.child import latereactor
+from prefork.child.appload import AppLoadError, loadServed, ownSources
 from prefork.child.childlog import logToStderr
 from prefork.child.worker import EXIT_GRACE, Listener, Worker, WorkerView
 from prefork.config import ServerConfig
@@ -33,18 +34,21 @@ from prefork.importing import LoadError
 from prefork.messages import EXIT_BOOT_FAILED, EXIT_DONE, Event, Message, send
 from prefork.tls import TLSConfigError, connectionCreator
 from prefork.twistedinternals import LeanEPollReactor
-from prefork.web.wsgi import WSGIApplication
+
+if TYPE_CHECKING:
+    from prefork.child.appload import Served
 
 _log = Logger()
 
 
-def loadAppOrReport(config: ServerConfig) -> WSGIApplication | None:
+def loadAppOrReport(config: ServerConfig) -> Served | None:
     """
-    Import the application; if it cannot be, tell the master why in one
-    line, and print the traceback (if the module raised) to the log.
+    Import the application (or the resource); if it cannot be, tell the
+    master why in one line, and print the traceback (if the module raised)
+    to the log.
     """
     try:
-        return loadApp(config.app, config.pythonPath)
+        return loadServed(config)
     except AppLoadError as e:
         reportLoadError(e)
         return None
@@ -84,7 +88,7 @@ def connectionCreatorsOrReport(config: ServerConfig) -> list[Any] | None:
 def serve(
     config: ServerConfig,
     generation: int,
-    application: WSGIApplication | None,
+    application: Served | None,
     listeners: Sequence[Listener],
     spare: bool = False,
     hooks: Hooks = NO_HOOKS,
@@ -108,8 +112,12 @@ def serve(
     faulthandler.enable(all_threads=True)
     # Imported in the template, installed here: importing a reactor's
     # module does not install it.
+    late = latereactor.takeBack()
     installReactor(LeanEPollReactor())
     from twisted.internet import reactor
+
+    if late is not None:
+        late.become(reactor)
 
     logToStderr(f"worker {os.getpid()}")
     try:

@@ -2,7 +2,8 @@
 The exit guard: work the application has started that its worker must not
 exit before, the counterpart of Twiggy::Prefork's C{psgix.exit_guard}.
 
-The application finds it in C{environ['prefork.exit_guard']}.
+A WSGI application finds it in C{environ['prefork.exit_guard']}; any code
+in a worker (a C{--resource}'s handlers) gets it from C{prefork.exitGuard()}.
 """
 
 from __future__ import annotations
@@ -95,3 +96,27 @@ class ExitGuard:
             waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.callback(None)
+
+
+#: The guard of the worker this process is, once it has one.
+_current: ExitGuard | None = None
+
+
+def install(guard: ExitGuard) -> ExitGuard:
+    """
+    Make C{guard} the one L{current} returns: the worker's.
+    """
+    global _current
+    _current = guard
+    return guard
+
+
+def current() -> ExitGuard:
+    """
+    The guard of the worker this runs in.
+
+    @raise RuntimeError: This process is no worker (yet).
+    """
+    if _current is None:
+        raise RuntimeError("prefork.exitGuard() is only available in a worker of twistd prefork")
+    return _current

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from prefork.memory import MemoryUsage
 from prefork.messages import STATUS_FD, Event, Message, WorkerReport, printablePath, send
-from prefork.web.site import WorkerSite
+from prefork.web.counting import RequestCounter
 
 #: The shortest time between two beats sent for a change, in seconds.
 MIN_INTERVAL = 0.1
@@ -35,7 +36,7 @@ class Heartbeat:
         costs a walk of the worker's page tables).
     """
 
-    def __init__(self, pid: int, site: WorkerSite, fd: int = STATUS_FD) -> None:
+    def __init__(self, pid: int, site: RequestCounter[Any], fd: int = STATUS_FD) -> None:
         self.pid = pid
         self.site = site
         self.fd = fd

@@ -31,9 +31,11 @@ import sys
 import threading
 import traceback
 from dataclasses import replace
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from prefork.child.boot import loadAppOrReport, reportLoadError, reportSources, serve
+from prefork.child import latereactor
+from prefork.child.appload import AppLoadError, loadServed
+from prefork.child.boot import reportLoadError, reportSources, serve
 from prefork.child.warmup import warmRequestPath
 from prefork.child.worker import Listener
 from prefork.config import ServerConfig
@@ -51,7 +53,9 @@ from prefork.messages import (
 )
 from prefork.proctitle import setTitle, templateTitle
 from prefork.twistedinternals import reserveSpareDescriptor
-from prefork.web.wsgi import WSGIApplication
+
+if TYPE_CHECKING:
+    from prefork.child.appload import Served
 
 #: Names the descriptor a template that starts over as a new Python reads
 #: its setup from, in place of its standard input.
@@ -67,7 +71,7 @@ class Template:
         self,
         config: ServerConfig,
         generation: int,
-        application: WSGIApplication | None,
+        application: Served | None,
         listeners: list[Listener],
         hooks: Hooks = NO_HOOKS,
     ) -> None:
@@ -207,19 +211,25 @@ def _preloadIsUnsafe() -> bool:
     Whether importing the application left something a fork cannot share: a
     reactor (one epoll instance for every worker) or threads.
     """
-    return "twisted.internet.reactor" in sys.modules or threading.active_count() > 1
+    reactor = "twisted.internet.reactor" in sys.modules and latereactor.lent() is None
+    return reactor or threading.active_count() > 1
 
 
-def _preload(setup: TemplateSetup) -> WSGIApplication:
+def _preload(setup: TemplateSetup) -> Served:
     config = setup.config
-    application = loadAppOrReport(config)
-    if application is None:
-        sys.exit(EXIT_BOOT_FAILED)
-    if _preloadIsUnsafe():
-        sys.stderr.write(
-            f"Importing {config.app} installs a reactor or starts threads: "
-            "not preloading it; each worker imports it instead.\n"
-        )
+    # A resource's module may take the reactor as it is imported (Klein's
+    # does): it gets a stand-in for the one each worker installs.
+    late = latereactor.lend() if config.resource is not None else None
+    try:
+        application = loadServed(config)
+    except AppLoadError as e:
+        if late is None or not late.used:
+            reportLoadError(e)
+            sys.exit(EXIT_BOOT_FAILED)
+        application = None
+    if application is None or (late is not None and late.used) or _preloadIsUnsafe():
+        what = "uses the reactor" if late is not None and late.used else "installs a reactor or starts threads"
+        sys.stderr.write(f"Importing {config.served} {what}: not preloading it; each worker imports it instead.\n")
         sys.stderr.flush()
         _startOver(replace(setup, config=config.withoutPreload()))
     return application
@@ -279,7 +289,7 @@ def main(setup: TemplateSetup) -> NoReturn:
     # USR1 asks workers to reopen their logs; until a new worker's reactor
     # handles it, it must not kill the worker (nor this process).
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    setTitle(templateTitle(config.app, setup.generation))
+    setTitle(templateTitle(config.served, setup.generation))
     # Until a worker is ready to be woken, waking it must not kill it.
     signal.signal(ACTIVATE_SIGNAL, signal.SIG_IGN)
     listeners = _listeners(setup.sockets)

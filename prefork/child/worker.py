@@ -20,7 +20,7 @@ import signal
 import socket
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IProtocolFactory
@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from prefork.child.accept import FairTCPPort, FairUNIXPort, adoptFairPort
-from prefork.child.exitguard import ExitGuard
+from prefork.child.exitguard import ExitGuard, install
 from prefork.child.heartbeat import Heartbeat
 from prefork.config import ServerConfig
 from prefork.hooks import NO_HOOKS, Hooks, IWorker
@@ -40,9 +40,16 @@ from prefork.web.accesslog import COMBINED, AccessLog
 from prefork.web.proxies import TrustedProxies
 from prefork.web.proxyprotocol import ProxyHeaderFactory
 from prefork.web.requesthooks import RequestHooks
+from prefork.web.resourcesite import ResourceSite
 from prefork.web.site import WorkerSite
 from prefork.web.threadpool import RequestThreads
-from prefork.web.wsgi import WorkerWSGIResource, WSGIApplication
+from prefork.web.wsgi import WorkerWSGIResource
+
+if TYPE_CHECKING:
+    from twisted.web.resource import IResource
+
+    from prefork.child.appload import Served
+    from prefork.web.wsgi import WSGIApplication
 
 #: A listening socket handed down by the master: its descriptor and family.
 Listener = tuple[int, socket.AddressFamily]
@@ -113,7 +120,7 @@ class WorkerView:
         self.limit = 0
         self.reason = ""
         self.status = None
-        self.site: WorkerSite | None = None
+        self.site: WorkerSite | ResourceSite | None = None
 
     @property
     def served(self) -> int:
@@ -133,7 +140,7 @@ class Worker:
         reactor: Any,
         config: ServerConfig,
         generation: int,
-        application: WSGIApplication,
+        application: Served,
         listeners: Sequence[Listener],
         spare: bool = False,
         hooks: Hooks = NO_HOOKS,
@@ -154,34 +161,14 @@ class Worker:
         self.pid = os.getpid()
         self.parentPid = os.getppid()
         self.limit = drawLimit(config)
-        self.guard = ExitGuard(reactor)
-        self.threadpool = RequestThreads(config.threads, "prefork-wsgi") if config.threads else None
+        self.guard = install(ExitGuard(reactor))
+        wsgi = config.resource is None
+        self.threadpool = RequestThreads(config.threads, "prefork-wsgi") if config.threads and wsgi else None
         self.trusted = TrustedProxies(config.forwardedAllowIps)
-        about = {"pid": self.pid, "generation": generation, "limit": self.limit}
-        resource = WorkerWSGIResource(
-            reactor,
-            self.threadpool,
-            application,
-            {"prefork.exit_guard": self.guard, "prefork.worker": about},
-            scriptName=config.scriptName,
-            trustedProxies=self.trusted,
-            displayTracebacks=config.displayTracebacks,
-            requestHooks=RequestHooks.of(hooks.bound("pre_request", self.view), hooks.bound("post_request", self.view)),
-        )
         self.accessLog = None
         if config.accessLog is not None:
             self.accessLog = AccessLog(config.accessLog, config.accessLogFormat or COMBINED, generation, reactor)
-        self.site = WorkerSite(
-            resource,
-            self.limit,
-            lambda: self.drain(ExitReason.LIMIT),
-            self.accessLog,
-            limits=config.requestLimits(),
-            continueOnRead=self.threadpool is not None,
-            nearLimit=successorPoint(self.limit),
-            nearingLimit=self._askForSuccessor,
-            changed=lambda: self.heartbeat.changed(),
-        )
+        self.site = self._site(cast("WSGIApplication", application)) if wsgi else self._resourceSite(application)
         self.view.limit = self.limit
         self.view.site = self.site
         self.heartbeat = Heartbeat(self.pid, self.site)
@@ -194,6 +181,47 @@ class Worker:
         self.exitBy: float | None = None
         self._idleClose: IDelayedCall | None = None
         self.draining = False
+
+    def _site(self, application: WSGIApplication) -> WorkerSite:
+        config, about = self.config, {"pid": self.pid, "generation": self.generation, "limit": self.limit}
+        resource = WorkerWSGIResource(
+            self.reactor,
+            self.threadpool,
+            application,
+            {"prefork.exit_guard": self.guard, "prefork.worker": about},
+            scriptName=config.scriptName,
+            trustedProxies=self.trusted,
+            displayTracebacks=config.displayTracebacks,
+            requestHooks=RequestHooks.of(
+                self.hooks.bound("pre_request", self.view), self.hooks.bound("post_request", self.view)
+            ),
+        )
+        return WorkerSite(
+            resource,
+            self.limit,
+            lambda: self.drain(ExitReason.LIMIT),
+            self.accessLog,
+            limits=config.requestLimits(),
+            continueOnRead=self.threadpool is not None,
+            nearLimit=successorPoint(self.limit),
+            nearingLimit=self._askForSuccessor,
+            changed=lambda: self.heartbeat.changed(),
+        )
+
+    def _resourceSite(self, resource: Served) -> ResourceSite:
+        # Twisted's own site, run in the reactor thread: no pool for it.
+        return ResourceSite(
+            cast("IResource", resource),
+            self.limit,
+            lambda: self.drain(ExitReason.LIMIT),
+            self.accessLog,
+            timeout=self.config.keepaliveTimeout,
+            reactor=self.reactor,
+            nearLimit=successorPoint(self.limit),
+            nearingLimit=self._askForSuccessor,
+            changed=lambda: self.heartbeat.changed(),
+            displayTracebacks=self.config.displayTracebacks,
+        )
 
     def start(self) -> None:
         """
@@ -286,7 +314,7 @@ class Worker:
     def _beat(self) -> None:
         self.heartbeat.memory = memory = memoryUsage()
         alive = self.heartbeat.beat()
-        setTitle(workerTitle(self.config.app, self.generation, self.site.served, self.limit, self.spare))
+        setTitle(workerTitle(self.config.served, self.generation, self.site.served, self.limit, self.spare))
         if not alive or os.getppid() != self.parentPid:
             self.drain(ExitReason.ORPHANED, QUICK_STOP_TIMEOUT)
         elif not self.draining and self._overMemoryLimit(memory):
@@ -385,7 +413,7 @@ class Worker:
         """
         The requests admitted and not yet answered, as method and path.
         """
-        return [describeRequest(channel.current) for channel in self.site.channels if channel.current is not None]
+        return [describeRequest(request) for request in self.site.requestsInFlight()]
 
     def _giveUp(self) -> None:
         self._deadline = None

@@ -126,7 +126,7 @@ class Master(Service):
 
     @property
     def app(self) -> str:
-        return self.config.app
+        return self.config.served
 
     # Starting and stopping.
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from prefork.web.request import WorkerRequest
+from prefork.web.shapes import LoggedRequest
 
 _log = Logger()
 
@@ -89,7 +89,7 @@ class Ended:
 
     __slots__ = ("duration", "ended", "request", "scheme")
 
-    def __init__(self, request: WorkerRequest, duration: float, ended: float, scheme: str) -> None:
+    def __init__(self, request: LoggedRequest, duration: float, ended: float, scheme: str) -> None:
         self.request = request
         self.duration = duration
         self.ended = ended
@@ -134,7 +134,7 @@ def isoTime(seconds: float) -> str:
     )
 
 
-def clientAddress(request: WorkerRequest) -> str | None:
+def clientAddress(request: LoggedRequest) -> str | None:
     """
     The client as the application was told of it: by a trusted proxy, or
     the connection's peer (L{None} on a UNIX socket).
@@ -362,7 +362,7 @@ class AccessLog:
         """
         return f"{self._idPrefix}-{next(self._ids)}".encode("ascii")
 
-    def write(self, request: WorkerRequest, duration: float) -> None:
+    def write(self, request: LoggedRequest, duration: float) -> None:
         """
         Log C{request}, which has just ended after C{duration} seconds.
         """
@@ -443,7 +443,7 @@ def _isPipe(fd: int) -> bool:
         return True
 
 
-def _secure(request: WorkerRequest) -> bool:
+def _secure(request: LoggedRequest) -> bool:
     forwarded = request.preforkScheme
     if forwarded is not None:
         return forwarded == "https"
