@@ -190,7 +190,8 @@ def tcpConnection(tmp_path: Path) -> Iterator[tuple[FairTCPPort, FairTCPServer, 
     assert isinstance(transport, FairTCPServer)
     yield port, transport, client
     client.close()
-    transport.socket.close()
+    if transport.connected:
+        transport.socket.close()
     port.socket.close()
     sock.close()
 
@@ -278,3 +279,25 @@ def test_a_cut_tcp_connection_writes_nothing(tcpConnection: tuple[FairTCPPort, F
     client.settimeout(0.2)
     with pytest.raises(TimeoutError):
         client.recv(100)
+
+
+@pytest.mark.parametrize("atOnce", [True, False], ids=["at once", "next turn"])
+def test_tcp_connection_closes_with_nothing_to_write(
+    tcpConnection: tuple[FairTCPPort, FairTCPServer, socket.socket], atOnce: bool
+) -> None:
+    """
+    A close with nothing buffered needs no wait for writability: at once
+    for a protocol that says it can be told before loseConnection returns,
+    on the loop's next turn for any other (TLS ending its session).
+    """
+    port, transport, client = tcpConnection
+    protocol = transport.protocol
+    protocol.closesAtOnce = atOnce  # type: ignore[attr-defined]
+    lost: list[Any] = []
+    protocol.connectionLost = lost.append  # type: ignore[method-assign]
+    transport.write(b"bye")
+    transport.loseConnection()
+    assert len(lost) == (1 if atOnce else 0) and transport not in port.reactor.getWriters()
+    port.reactor.advance(0)
+    assert len(lost) == 1
+    assert client.recv(100) == b"bye" and client.recv(100) == b""

@@ -171,10 +171,13 @@ class _ImmediateWrites:
             and transport.producer is None
             and not unwrittenBytes(transport)
         ):
+            transport.disconnecting = True
+            if getattr(transport.protocol, "closesAtOnce", False):
+                transport.connectionLost(Failure(ConnectionDone()))
+                return
             # Closed on the next turn, not now: the protocol asking (TLS
             # ending its session, say) may not expect its connectionLost
             # before loseConnection returns.
-            transport.disconnecting = True
             transport.stopReading()
             transport.reactor.callLater(0, self._closeNow)
             return

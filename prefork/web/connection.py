@@ -100,6 +100,9 @@ class HTTPConnection(Protocol):
     """
 
     deadline: float | None = None
+    #: Its transport may end it (call connectionLost) before
+    #: loseConnection returns.
+    closesAtOnce = True
     answered = 0
     facts: Any = None
     secure = False
