@@ -13,7 +13,6 @@ goes out as one write.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,9 +45,6 @@ class Fields:
 
     def getRawHeaders(self, name: bytes) -> list[bytes] | None:
         return self._fields.get(name.lower())
-
-    def hasHeader(self, name: bytes) -> bool:
-        return name.lower() in self._fields
 
     def getAllRawHeaders(self) -> Any:
         return self._fields.items()
@@ -128,13 +124,6 @@ class WorkerRequest:
         return self.connection.secure
 
     # The response.
-
-    def closeConnectionAfterResponse(self) -> None:
-        """
-        Announce C{Connection: close} and close the connection once this
-        response is complete.
-        """
-        self.persistent = False
 
     def _head(
         self, code: int, reason: bytes | None, fields: Sequence[tuple[bytes, bytes]], length: int | None
@@ -250,9 +239,6 @@ class WorkerRequest:
         self.lost = True
         if self.whenLost is not None:
             self.whenLost(reason)
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.startedAt
 
 
 def isSecure(transport: object) -> bool:
