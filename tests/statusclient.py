@@ -34,14 +34,15 @@ def fetch(server: Server, path: str) -> tuple[int, str, bytes]:
 def probe(port: int, path: str) -> tuple[int, str] | None:
     """
     The status and body of a GET of C{path} on the status port; L{None}
-    once nothing listens there.
+    once nothing listens there (a connection the kernel took just as the
+    master closed its socket is reset, not refused).
     """
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
         return response.status, response.read().decode()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
         return None
     finally:
         connection.close()
