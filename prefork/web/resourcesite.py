@@ -23,13 +23,14 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, ILoggingContext, IProtocolFactory, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
+from zope.interface import implementer_only
 
 from prefork.web.accesslog import AccessLog
 from prefork.web.counting import RequestCounter
@@ -120,6 +121,11 @@ class ResourceChannel(HTTPChannel):
         return not self.requests
 
 
+# Not IProtocolNegotiationFactory, which Twisted's Site provides: through
+# it, Twisted before 25.5 sets the ALPN callback on the shared TLS context
+# at every connection, which pyOpenSSL 25 and later refuse.  The TLS context
+# announces HTTP/1.1 itself (prefork.tls), once.
+@implementer_only(IProtocolFactory, ILoggingContext)
 class ResourceSite(RequestCounter[ResourceChannel], Site):
     """
     Twisted's C{Site} for C{resource}, counting its requests as
