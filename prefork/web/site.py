@@ -6,8 +6,9 @@ connection it has without losing a request.
 
 A worker retires after its limit of requests.  The request that reaches the
 limit is answered with C{Connection: close}, and so is every request admitted
-while the worker drains; idle keep-alive connections are closed as soon as
-the sweep finds them idle.
+while the worker drains; the worker closes idle keep-alive connections after
+a short grace (L{closeIdleConnections}), which lets a request already on its
+way arrive.
 """
 
 from __future__ import annotations
