@@ -14,7 +14,6 @@ from twisted.logger import (
     FileLogObserver,
     Logger,
     LogPublisher,
-    formatEventAsClassicLogText,
     jsonFileLogObserver,
     textFileLogObserver,
 )
@@ -61,7 +60,6 @@ def test_only_a_lone_text_observer_is_written_to() -> None:
     assert TextLogTarget.find(NAMESPACE, [lambda event: None]) is None
     broken = FileLogObserver(io.StringIO(), lambda event: None)
     assert TextLogTarget.find(NAMESPACE, [broken]) is None
-    assert formatEventAsClassicLogText  # the formatter twistd's text observer uses
 
 
 class Pipes:

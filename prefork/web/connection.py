@@ -47,7 +47,7 @@ from prefork.web.http import (
 )
 from prefork.web.limits import RequestLimits
 from prefork.web.request import WorkerRequest, isSecure
-from prefork.web.transport import streamTransport
+from prefork.web.transport import StreamTransport, streamTransport
 
 if TYPE_CHECKING:
     from prefork.web.site import WorkerSite
@@ -148,14 +148,21 @@ class HTTPConnection(Protocol):
         return self._current
 
     @property
+    def stream(self) -> StreamTransport:
+        """
+        The transport, as the request path uses it.
+        """
+        return streamTransport(self.transport)
+
+    @property
     def peer(self) -> IAddress:
         # Asked each time: a PROXY protocol header, read after the
         # connection is made, changes it.
-        return self.transport.getPeer()  # type: ignore[union-attr]
+        return self.stream.getPeer()
 
     @property
     def host(self) -> IAddress:
-        return self.transport.getHost()  # type: ignore[union-attr]
+        return self.stream.getHost()
 
     # Reading.
 
@@ -232,7 +239,7 @@ class HTTPConnection(Protocol):
         else:
             request.content = _bodyFile(length)
             if continues:
-                streamTransport(self.transport).write(_CONTINUE)
+                self.stream.write(_CONTINUE)
         self._current = request
         if length is None:
             self._decoder = ChunkedDecoder(self._chunkReceived, self._bodyComplete)
@@ -305,14 +312,14 @@ class HTTPConnection(Protocol):
         def askForBody() -> None:
             # Even when the body is already in: the application asked.
             if not request.headSent and not request.lost:
-                streamTransport(self.transport).write(_CONTINUE)
+                self.stream.write(_CONTINUE)
 
         return askForBody
 
     def _pause(self) -> None:
         if not self._paused:
             self._paused = True
-            self.transport.pauseProducing()  # type: ignore[union-attr]
+            self.stream.pauseProducing()
 
     # Serving.
 
@@ -363,7 +370,7 @@ class HTTPConnection(Protocol):
             return
         if self._paused:
             self._paused = False
-            self.transport.resumeProducing()  # type: ignore[union-attr]
+            self.stream.resumeProducing()
         if self._buffer:
             self._phase = _HEAD
             self.deadline = self._seconds() + self.limits.headerTimeout
@@ -408,7 +415,7 @@ class HTTPConnection(Protocol):
             return
         response = rejectionResponse(code, reason)
         self.site.refused(self._current or self._refusedRequest(head or self._buffer), code, response)
-        streamTransport(self.transport).write(response)
+        self.stream.write(response)
         self.close()
 
     def _refusedRequest(self, head: bytes) -> WorkerRequest:
@@ -432,8 +439,8 @@ class HTTPConnection(Protocol):
         self.deadline = self._seconds() + CLOSE_TIMEOUT
         if self._paused:
             self._paused = False
-            self.transport.resumeProducing()  # type: ignore[union-attr]
-        streamTransport(self.transport).loseConnection()
+            self.stream.resumeProducing()
+        self.stream.loseConnection()
 
     def abort(self) -> None:
         """
@@ -441,7 +448,7 @@ class HTTPConnection(Protocol):
         """
         self._phase = _CLOSING
         self.deadline = None
-        streamTransport(self.transport).abortConnection()
+        self.stream.abortConnection()
 
     def isIdle(self) -> bool:
         """
@@ -454,7 +461,7 @@ class HTTPConnection(Protocol):
         try:
             # A request may already be waiting in the kernel: then it is
             # read, answered with Connection: close, and only then closed.
-            pending = streamTransport(self.transport).socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            pending = self.stream.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except OSError:
             return True
         return pending == b""

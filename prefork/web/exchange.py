@@ -30,7 +30,6 @@ from prefork.web.environ import native
 from prefork.web.request import WorkerRequest
 from prefork.web.requesthooks import FAILED_STATUS, RequestHooks
 from prefork.web.responsehead import HOP_BY_HOP, checkedHeader, checkedStatus
-from prefork.web.transport import streamTransport
 
 if TYPE_CHECKING:
     from prefork.web.wsgi import WSGIApplication
@@ -208,7 +207,7 @@ class _Exchange:
         """
         connection = self.request.connection
         try:
-            streamTransport(connection.transport).socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            connection.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         except (AttributeError, OSError):
             pass
         connection.abort()

@@ -186,7 +186,7 @@ class WorkerRequest:
             body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
             self.chunked = False
         self.sentLength += len(body)
-        self.connection.transport.write(head + body)  # type: ignore[union-attr]
+        self.connection.stream.write(head + body)
         self.finish()
 
     def writeHead(
@@ -196,7 +196,7 @@ class WorkerRequest:
         Send the response head; the body follows through L{write}.
         """
         if not self.lost:
-            self.connection.transport.write(self._head(code, reason, fields, length))  # type: ignore[union-attr]
+            self.connection.stream.write(self._head(code, reason, fields, length))
 
     def write(self, data: bytes) -> None:
         """
@@ -209,7 +209,7 @@ class WorkerRequest:
         self.sentLength += len(data)
         if self.chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
-        self.connection.transport.write(data)  # type: ignore[union-attr]
+        self.connection.stream.write(data)
 
     def finish(self) -> None:
         """
@@ -223,14 +223,14 @@ class WorkerRequest:
             return
         self.finished = True
         if self.chunked:
-            self.connection.transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
+            self.connection.stream.write(b"0\r\n\r\n")
         self.connection.requestDone(self)
 
     def registerProducer(self, producer: IPushProducer | Any, streaming: bool) -> None:
-        self.connection.transport.registerProducer(producer, streaming)  # type: ignore[union-attr]
+        self.connection.stream.registerProducer(producer, streaming)
 
     def unregisterProducer(self) -> None:
-        self.connection.transport.unregisterProducer()  # type: ignore[union-attr]
+        self.connection.stream.unregisterProducer()
 
     def connectionLost(self, reason: Failure) -> None:
         """

@@ -11,9 +11,9 @@ which no interface of Twisted's names together.
 from __future__ import annotations
 
 import socket
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
-from twisted.internet.interfaces import ITransport
+from twisted.internet.interfaces import IAddress, ITransport
 
 
 class StreamTransport(Protocol):
@@ -28,6 +28,18 @@ class StreamTransport(Protocol):
     def loseConnection(self) -> None: ...
 
     def abortConnection(self) -> None: ...
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None: ...
+
+    def unregisterProducer(self) -> None: ...
+
+    def pauseProducing(self) -> None: ...
+
+    def resumeProducing(self) -> None: ...
+
+    def getPeer(self) -> IAddress: ...
+
+    def getHost(self) -> IAddress: ...
 
 
 def streamTransport(transport: ITransport | None) -> StreamTransport:
