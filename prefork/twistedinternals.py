@@ -445,6 +445,41 @@ MIRRORS: tuple[Mirror, ...] = (
         },
     ),
     Mirror(
+        "twisted.web.http:HTTPChannel._respondToBadRequestAndDisconnect",
+        "prefork/web/resourcechannel.py: ResourceChannel.loseConnection",
+        "that Twisted refuses a request it cannot read by writing a bare 400 and calling loseConnection, "
+        "which is how ResourceChannel tells such a refusal (TWISTED_REFUSAL) to count and log it",
+        "26.10.0",
+        {
+            "24.11.0": "d383ac226ffeb20d3a5c0773a4f58bf0ee47cdebba3f3fcf8c8ec3007b34a39d",
+            "26.10.0": "d383ac226ffeb20d3a5c0773a4f58bf0ee47cdebba3f3fcf8c8ec3007b34a39d",
+        },
+    ),
+    Mirror(
+        "twisted.web.http:HTTPChannel.lineReceived",
+        "prefork/web/resourcechannel.py: ResourceChannel._headReceived",
+        "that a head handed over line by line (request line, field lines, empty line) makes one request, "
+        "that nothing is read after a response that closed the connection (the persistent check "
+        "_headReceived repeats), and that the empty line starts the body or the request",
+        "26.10.0",
+        {
+            "24.11.0": "adca51799e8550fc83476b665988b2a150f466917da701106d4687dc7fc9affe",
+            "26.10.0": "adca51799e8550fc83476b665988b2a150f466917da701106d4687dc7fc9affe",
+        },
+    ),
+    Mirror(
+        "twisted.web.http:HTTPChannel.requestDone",
+        "prefork/web/resourcechannel.py: ResourceChannel.requestDone",
+        "that a persistent connection reads what was pipelined through dataReceived (where the next "
+        "request's header timeout starts) and restores the timeout it had before the request, which "
+        "ResourceChannel then sets to the keep-alive timeout",
+        "26.10.0",
+        {
+            "24.11.0": "b285de062be1098ec37bd9018e6a0ce79eca03a82c6c7678b3134d76f6dd8062",
+            "26.10.0": "b285de062be1098ec37bd9018e6a0ce79eca03a82c6c7678b3134d76f6dd8062",
+        },
+    ),
+    Mirror(
         "twisted.internet.main:installReactor",
         "prefork/master/forkedtemplate.py: _forgetMaster",
         "that a reactor is installed in sys.modules['twisted.internet.reactor'] and as twisted.internet.reactor "

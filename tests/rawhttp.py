@@ -172,13 +172,12 @@ def servingWorker(port: int) -> int:
 
 
 @contextmanager
-def oneWorker(*args: str, threads: bool) -> Iterator[tuple[Server, int]]:
+def oneWorker(*args: str) -> Iterator[tuple[Server, int]]:
     """
-    A server of one worker that never retires, the application in its
-    reactor thread or in a pool of two threads, and that worker's pid; it
-    must log no internal error.
+    A server of one worker that never retires, serving as C{args} say, and
+    that worker's pid; it must log no internal error.
     """
-    server = Server("--workers", "1", "--max-requests", "0", *args, *(("--threads", "2") if threads else ())).start()
+    server = Server("--workers", "1", "--max-requests", "0", *args).start()
     try:
         server.serving()
         yield server, servingWorker(server.port)

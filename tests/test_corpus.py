@@ -30,11 +30,18 @@ from server import Server
 
 CORPUS = Path(__file__).parent / "http"
 #: The limits the corpus is written against.
-SERVER_ARGS = (
-    "--app", "testapp:validated",
+LIMITS = (
     "--limit-request-line", "1024", "--limit-request-fields", "20", "--limit-request-field-size", "512",
     "--limit-request-body", "1000", "--header-timeout", "2", "--keepalive-timeout", "30",
 )
+#: The server of WSGI applications, in the reactor thread and in a pool of
+#: threads.
+WSGI = {
+    "in-reactor": ("--app", "testapp:validated"),
+    "threads": ("--app", "testapp:validated", "--threads", "2"),
+}
+#: The server of a Twisted resource, which Twisted's own HTTP layer serves.
+RESOURCE = ("--resource", "corpusresource:root")
 #: Longer than the server takes to close after an error, shorter than its
 #: keep-alive timeout.
 CLOSE_WAIT = 15.0
@@ -93,11 +100,20 @@ def outcome(responses: list[Response]) -> list[str]:
 
 
 CASES = sorted(CORPUS.glob("*.http"))
+#: The cases that apply to any server: not what a WSGI application does
+#: wrong (C{wsgi-*}).
+ANY_SERVER = [path for path in CASES if not path.stem.startswith("wsgi-")]
 
 
-@pytest.fixture(scope="module", params=["in-reactor", "threads"])
-def corpusServer(request) -> Iterator[tuple[Server, int]]:
-    with oneWorker(*SERVER_ARGS, threads=request.param == "threads") as served:
+@pytest.fixture(scope="module", params=sorted(WSGI))
+def wsgiServer(request) -> Iterator[tuple[Server, int]]:
+    with oneWorker(*WSGI[request.param], *LIMITS) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def resourceServer() -> Iterator[tuple[Server, int]]:
+    with oneWorker(*RESOURCE, *LIMITS) as served:
         yield served
 
 
@@ -106,8 +122,19 @@ def test_corpus_is_there() -> None:
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_corpus(corpusServer: tuple[Server, int], path: Path) -> None:
-    server, worker = corpusServer
+def test_corpus(wsgiServer: tuple[Server, int], path: Path) -> None:
+    check(*wsgiServer, path)
+
+
+@pytest.mark.parametrize("path", ANY_SERVER, ids=[p.stem for p in ANY_SERVER])
+def test_corpus_on_a_resource(resourceServer: tuple[Server, int], path: Path) -> None:
+    """
+    A resource's requests pass the same checks, limits and timeouts.
+    """
+    check(*resourceServer, path)
+
+
+def check(server: Server, worker: int, path: Path) -> None:
     case = Case.load(path)
     expected = case.expectedStatuses
     count = len([s for s in expected if s != "truncated"])

@@ -34,7 +34,8 @@ SERVER_SETTINGS = settings(
 
 @pytest.fixture(scope="module", params=["in-reactor", "threads"])
 def server(request) -> Iterator[tuple[Server, int]]:
-    with oneWorker("--app", "testapp:validated", "--header-timeout", "2", threads=request.param == "threads") as served:
+    threads = ("--threads", "2") if request.param == "threads" else ()
+    with oneWorker("--app", "testapp:validated", "--header-timeout", "2", *threads) as served:
         yield served
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -15,6 +17,10 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from prefork.web.connection import CLOSE_TIMEOUT
+from prefork.web.limits import DEFAULT_LIMITS, RequestLimits
+from prefork.web.proxies import TrustedProxies
+from prefork.web.resourcechannel import TWISTED_REFUSAL
 from prefork.web.resourcesite import ResourceChannel, ResourceSite
 
 GET = b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -135,7 +141,7 @@ def test_an_idle_connection_times_out_quietly() -> None:
     After the idle timeout the connection closes, without a log line; a
     client that does not let go is aborted later, as Twisted does.
     """
-    site, resource, _ = makeSite(timeout=5)
+    site, resource, _ = makeSite(limits=RequestLimits(keepaliveTimeout=5))
     clock = site.reactor
     channel, transport = connect(site)
     channel.dataReceived(GET)
@@ -147,12 +153,13 @@ def test_an_idle_connection_times_out_quietly() -> None:
         assert not transport.disconnecting
         clock.advance(0.1)
     assert transport.disconnecting and events == []
-    clock.advance(channel.abortTimeout)
+    clock.advance(CLOSE_TIMEOUT)
     assert transport.disconnected
     quiet, quietTransport = connect(site)
-    clock.advance(5)
+    clock.advance(DEFAULT_LIMITS.headerTimeout)
+    assert quietTransport.disconnecting and not quietTransport.value(), "a new connection's silence is no request"
     lose(quiet)
-    clock.advance(channel.abortTimeout)
+    clock.advance(CLOSE_TIMEOUT)
     assert not quietTransport.disconnected
 
 
@@ -162,3 +169,117 @@ def test_abort_connections() -> None:
     channel.dataReceived(GET)
     site.abortConnections()
     assert transport.disconnecting
+
+
+class Echo(Resource):
+    """
+    Says what Twisted's request holds: method, URI, Host, client, scheme
+    and body.
+    """
+
+    isLeaf = True
+
+    def render(self, request: Any) -> bytes:
+        client = request.getClientAddress()
+        return b" ".join(
+            [
+                request.method,
+                request.uri,
+                request.getHeader(b"host") or b"-",
+                getattr(client, "host", "-").encode(),
+                b"https" if request.isSecure() else b"http",
+                request.getRequestHostname(),
+                b"%d" % request.getHost().port,
+                request.content.read(),
+            ]
+        )
+
+
+def served(data: bytes, **kwargs: Any) -> tuple[ResourceSite, StringTransport, FakeLog]:
+    log = FakeLog()
+    site = ResourceSite(Echo(), 0, lambda: None, log, reactor=Clock(), **kwargs)
+    channel = site.buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 4321))
+    channel.makeConnection(transport)
+    channel.dataReceived(data)
+    return site, transport, log
+
+
+LIMITS = RequestLimits(requestLine=100, fields=3, fieldSize=50, body=10, headerTimeout=2, keepaliveTimeout=30)
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "logged"),
+    [
+        (b"GET /" + b"a" * 100 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, b"GET /" + b"a" * 95),
+        (b"GET /" + b"a" * 200, 414, b"GET /" + b"a" * 95),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"b" * 60 + b"\r\n\r\n", 431, b"/"),
+        (b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * 4 + b"\r\n", 431, b"/"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n", 413, b"/"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n6\r\n123456\r\n", 413, b"/"),
+        (b"GET / HTTP/1.1\r\n\r\n", 400, b"/"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400, b"/"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400, b"/"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n", 400, b"/"),
+        (b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n", 405, b"x:443"),
+        (b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 400, b""),
+    ],
+)
+def test_the_wsgi_paths_checks_and_limits(data: bytes, status: int, logged: bytes) -> None:
+    """
+    A request the WSGI path refuses is refused with the same status before
+    the resource sees it, counted and logged, and its connection closed.
+    """
+    site, transport, log = served(data, limits=LIMITS)
+    assert transport.value().startswith(b"HTTP/1.1 %d " % status), transport.value()
+    assert transport.disconnecting
+    assert site.refusals == {status: 1} and site.served == 0
+    assert log.written == [(logged, status)]
+
+
+def test_what_twisted_refuses_itself_is_counted() -> None:
+    """
+    Twisted refuses a request it cannot read by writing its bare 400 and
+    closing the connection: a close in the middle of a request is counted
+    and logged as that refusal.
+    """
+    site, transport, log = served(b"GET /half HTTP/1.1\r\nHost: x\r\n", limits=LIMITS)
+    channel = site.channels.copy().pop()
+    transport.write(TWISTED_REFUSAL)
+    channel.loseConnection()
+    assert site.refusals == {400: 1} and log.written == [(b"/half", 400)]
+
+
+def test_the_head_timeout_bounds_a_trickling_head() -> None:
+    site, transport, log = served(b"GET / HT", limits=LIMITS)
+    clock = site.reactor
+    for _ in range(3):
+        clock.advance(0.9)
+        site.channels.copy().pop().dataReceived(b"T")
+    assert transport.value().startswith(b"HTTP/1.1 408 ")
+    assert site.refusals == {408: 1}
+
+
+def test_twisted_is_handed_the_head_as_checked() -> None:
+    """
+    An absolute-form target's authority becomes the Host, folded lines are
+    unfolded, and what Twisted serves is what the checks read.
+    """
+    _, transport, _ = served(b"GET http://a.example:81/p?q HTTP/1.1\r\nHost: b.example\r\n\r\n")
+    assert transport.value().endswith(b"GET /p?q a.example:81 10.0.0.1 http a.example 12345 ")
+
+
+@pytest.mark.parametrize(
+    ("trusted", "expected"),
+    [
+        (["10.0.0.1"], b"GET / front.example 203.0.113.9 https front.example 443 "),
+        (["127.0.0.1"], b"GET / inner 10.0.0.1 http inner 12345 "),
+    ],
+)
+def test_a_trusted_proxy_gives_client_scheme_and_host(trusted: list[str], expected: bytes) -> None:
+    forwarded = (
+        b"GET / HTTP/1.1\r\nHost: inner\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n"
+        b"X-Forwarded-Host: front.example\r\nX-Forwarded-Port: 443\r\n\r\n"
+    )
+    site, transport, log = served(forwarded, trusted=TrustedProxies(trusted))
+    assert transport.value().endswith(expected), transport.value()

@@ -35,14 +35,12 @@ from twisted.web.http import INTERNAL_SERVER_ERROR
 from prefork.web.bodyinput import ContinueInput
 from prefork.web.head import Head, findHead, parseHead
 from prefork.web.http import (
+    REQUEST_ENTITY_TOO_LARGE,
     ChunkedDecoder,
     IdentityDecoder,
     Rejection,
-    checkHost,
-    checkTransferCoding,
+    checkRequest,
     isPersistent,
-    parseContentLength,
-    parseTarget,
     rejectionResponse,
 )
 from prefork.web.limits import RequestLimits
@@ -52,7 +50,6 @@ from prefork.web.transport import StreamTransport, streamTransport
 if TYPE_CHECKING:
     from prefork.web.site import WorkerSite
 
-REQUEST_ENTITY_TOO_LARGE = 413
 REQUEST_TIMEOUT = 408
 #: Seconds a connection the server closes may take to go: time for a TLS
 #: close_notify to be answered, after which it is cut.
@@ -214,12 +211,7 @@ class HTTPConnection(Protocol):
         """
         fields = head.fields
         version = head.version
-        target, authority = parseTarget(head.method, head.target)
-        checkHost(version, fields.get(b"host"))
-        if authority is not None:
-            # RFC 9112 section 3.2.2: the target's authority wins over Host.
-            fields[b"host"] = [authority]
-        length = self._bodyLength(version, fields)
+        target, length = checkRequest(head.method, head.target, version, fields, self.limits)
         request = WorkerRequest(
             self, head.method, target, version, fields, isPersistent(version, fields.get(b"connection")), None
         )
@@ -250,30 +242,6 @@ class HTTPConnection(Protocol):
             self._dispatch(request, reading=True)
         if rest:
             self._feedBody(rest)
-
-    def _bodyLength(self, version: bytes, fields: dict[bytes, list[bytes]]) -> int | None:
-        """
-        The length of the body a head announces: a number of bytes, or
-        L{None} for a chunked body.
-
-        @raise Rejection: The framing is ambiguous or invalid, or the body
-            is over the limit.
-        """
-        codings = fields.get(b"transfer-encoding")
-        lengths = fields.get(b"content-length")
-        if codings is not None:
-            if lengths is not None:
-                raise Rejection(400, "more than one Content-Length or Transfer-Encoding")
-            checkTransferCoding(version, b",".join(codings))
-            return None
-        if lengths is None:
-            return 0
-        if len(lengths) > 1:
-            raise Rejection(400, "more than one Content-Length or Transfer-Encoding")
-        length = parseContentLength(lengths[0])
-        if self.limits.bodyTooLarge(length):
-            raise Rejection(REQUEST_ENTITY_TOO_LARGE, "request body too large")
-        return length
 
     def _feedBody(self, data: bytes) -> None:
         try:

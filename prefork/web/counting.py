@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from twisted.internet.defer import Deferred
 
 from prefork.web.accesslog import AccessLog
-from prefork.web.shapes import CountedRequest
+from prefork.web.shapes import CountedRequest, LoggedRequest
 
 _Channel = TypeVar("_Channel")
 
@@ -104,6 +104,17 @@ class RequestCounter(Generic[_Channel]):
         self.requestEnded(request)
         if self.accessLog is not None:
             self.accessLog.write(request, self.lastDuration)
+
+    def refused(self, request: LoggedRequest, code: int, response: bytes) -> None:
+        """
+        The server answered C{request} with C{code} (C{response}, whole)
+        itself, and closes its connection: count it, and log it.
+        """
+        self.refusals[code] = self.refusals.get(code, 0) + 1
+        request.code = code
+        request.sentLength = len(response) - response.index(b"\r\n\r\n") - 4
+        if self.accessLog is not None:
+            self.accessLog.write(request, 0.0)
 
     def requestsInFlight(self) -> list[Any]:
         """

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 
 from twisted.web.http import BAD_REQUEST, RESPONSES, datetimeToString
 
+from prefork.web.limits import RequestLimits
+
 #: The largest body or chunk size accepted: a length is a signed 64-bit
 #: number in every server and proxy a request may pass through.
 MAX_SIZE = 2**63 - 1
@@ -27,6 +29,8 @@ _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0
 _ABSOLUTE = re.compile(rb"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<authority>[^/?]*)(?P<rest>.*)", re.S)
 _NOT_TARGET = re.compile(rb"[^\x21-\x7e]|#")
 
+
+REQUEST_ENTITY_TOO_LARGE = 413
 
 #: RFC 9110's reason phrases where Twisted's are older or missing.
 _PHRASES = {
@@ -105,6 +109,50 @@ def parseTarget(method: bytes, target: bytes) -> tuple[bytes, bytes | None]:
     if rest[:1] != b"/":
         rest = b"/" + rest
     return rest, authority
+
+
+def checkRequest(
+    method: bytes, target: bytes, version: bytes, fields: dict[bytes, list[bytes]], limits: RequestLimits
+) -> tuple[bytes, int | None]:
+    """
+    Check what a well-formed head asks for: its target, its Host and the
+    framing of its body.  An absolute-form target's authority replaces
+    C{fields}' Host (RFC 9112 section 3.2.2).
+
+    @return: The target in origin-form, and the length of the body: a
+        number of bytes, or L{None} for a chunked body.
+    @raise Rejection: The request cannot be served.
+    """
+    target, authority = parseTarget(method, target)
+    checkHost(version, fields.get(b"host"))
+    if authority is not None:
+        fields[b"host"] = [authority]
+    return target, bodyLength(version, fields, limits)
+
+
+def bodyLength(version: bytes, fields: dict[bytes, list[bytes]], limits: RequestLimits) -> int | None:
+    """
+    The length of the body a head announces: a number of bytes, or L{None}
+    for a chunked body.
+
+    @raise Rejection: The framing is ambiguous or invalid, or the body is
+        over the limit.
+    """
+    codings = fields.get(b"transfer-encoding")
+    lengths = fields.get(b"content-length")
+    if codings is not None:
+        if lengths is not None:
+            raise Rejection(BAD_REQUEST, "more than one Content-Length or Transfer-Encoding")
+        checkTransferCoding(version, b",".join(codings))
+        return None
+    if lengths is None:
+        return 0
+    if len(lengths) > 1:
+        raise Rejection(BAD_REQUEST, "more than one Content-Length or Transfer-Encoding")
+    length = parseContentLength(lengths[0])
+    if limits.bodyTooLarge(length):
+        raise Rejection(REQUEST_ENTITY_TOO_LARGE, "request body too large")
+    return length
 
 
 def checkHost(version: bytes, hosts: Sequence[bytes] | None) -> None:

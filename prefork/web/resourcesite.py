@@ -11,10 +11,9 @@ out of the requests in flight as it ends, when it writes its access log line
 L{prefork.web.site.WorkerSite} does too); it can close its connections
 without losing a request, which is what a retiring worker needs.
 
-The limits are Twisted's: its C{HTTPChannel} closes a connection idle for
-C{timeout} seconds (C{--keepalive-timeout}) and enforces its own bounds on
-request heads; the WSGI path's C{--limit-*} options and
-C{--header-timeout} do not apply (docs/resources.rst).
+The connections (L{prefork.web.resourcechannel}) apply the WSGI path's
+checks, limits and timeouts; a request from a trusted proxy is given the
+client, scheme and host the proxy names, as the WSGI environ is.
 """
 
 from __future__ import annotations
@@ -23,17 +22,28 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from twisted.internet.interfaces import IDelayedCall, ILoggingContext, IProtocolFactory, IReactorTime
-from twisted.internet.protocol import connectionDone
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import ILoggingContext, IProtocolFactory, IReactorTime
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
-from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 from zope.interface import implementer_only
 
 from prefork.web.accesslog import AccessLog
 from prefork.web.counting import RequestCounter
+from prefork.web.forwarded import applyForwarded
+from prefork.web.limits import DEFAULT_LIMITS, RequestLimits
+from prefork.web.proxies import TrustedProxies
+from prefork.web.resourcechannel import ResourceChannel
+
+#: The forwarding fields, by the environ key L{applyForwarded} reads.
+_FORWARDING = {
+    b"forwarded": "HTTP_FORWARDED",
+    b"x-forwarded-for": "HTTP_X_FORWARDED_FOR",
+    b"x-forwarded-proto": "HTTP_X_FORWARDED_PROTO",
+    b"x-forwarded-host": "HTTP_X_FORWARDED_HOST",
+    b"x-forwarded-port": "HTTP_X_FORWARDED_PORT",
+}
 
 
 class ResourceRequest(Request):
@@ -45,24 +55,66 @@ class ResourceRequest(Request):
     @ivar startedAt: When the resource was handed it (C{time.perf_counter}),
         0 before.
     @ivar ended: Whether it was answered, or its connection lost.
-    @ivar preforkClient: Always L{None}: Twisted's request knows its client
-        from its transport (which the PROXY protocol, when on, has set).
+    @ivar preforkClient: The client's address, as a trusted proxy gave it
+        (L{getClientAddress} returns it too).
     @ivar preforkScheme: The scheme, for the access log: Twisted's request
         forgets its connection, and so whether it was secure, as it ends.
+    @ivar forwardedScheme: The scheme a trusted proxy gave, or L{None}.
     """
 
     startedAt = 0.0
     ended = False
     preforkClient: str | None = None
     preforkScheme: str | None = None
+    forwardedScheme: str | None = None
 
     def process(self) -> None:
         site = cast(ResourceChannel, self.channel).site
         self.startedAt = time.perf_counter()
+        if site.trusted is not None:
+            self._applyForwarded(site.trusted)
         self.preforkScheme = "https" if self.isSecure() else "http"
         site.admit(self)
         self.notifyFinish().addBoth(self._ended, site)
         super().process()
+
+    def isSecure(self) -> bool:
+        if self.forwardedScheme is not None:
+            return self.forwardedScheme == "https"
+        return bool(super().isSecure())
+
+    def _applyForwarded(self, trusted: TrustedProxies) -> None:
+        """
+        Take the client, scheme and host a trusted proxy gives, as the WSGI
+        environ does (L{prefork.web.forwarded}).
+        """
+        environ: dict[str, str] = {}
+        for name, key in _FORWARDING.items():
+            values = self.requestHeaders.getRawHeaders(name)
+            if values:
+                environ[key] = b",".join(values).decode("latin-1")
+        peer = self.getClientAddress()
+        peerHost = getattr(peer, "host", None)
+        if not environ or peerHost not in trusted:
+            return
+        host, port = (self.getHeader(b"host") or b"").decode("latin-1"), str(self.getHost().port)
+        environ.update(
+            REMOTE_ADDR=peerHost or "",
+            REMOTE_PORT=str(getattr(peer, "port", 0)),
+            HTTP_HOST=host,
+            SERVER_NAME=self.getRequestHostname().decode("latin-1"),
+            SERVER_PORT=port,
+        )
+        environ["wsgi.url_scheme"] = "https" if super().isSecure() else "http"
+        applyForwarded(environ, trusted)
+        if environ["REMOTE_ADDR"] != peerHost:
+            self.preforkClient = client = environ["REMOTE_ADDR"]
+            self.client = (IPv6Address if ":" in client else IPv4Address)("TCP", client, int(environ["REMOTE_PORT"]))
+        self.forwardedScheme = environ["wsgi.url_scheme"]
+        if (environ["HTTP_HOST"], environ["SERVER_PORT"]) != (host, port):
+            self.requestHeaders.setRawHeaders(b"host", [environ["HTTP_HOST"].encode("latin-1")])
+            server = environ["SERVER_NAME"]
+            self.host = (IPv6Address if ":" in server else IPv4Address)("TCP", server, int(environ["SERVER_PORT"]))
 
     def _ended(self, result: Failure | None, site: ResourceSite) -> None:
         if result is None:
@@ -70,55 +122,6 @@ class ResourceRequest(Request):
         elif not self.ended:
             # The connection was lost before the response ended.
             site.requestEnded(self)
-
-
-class ResourceChannel(HTTPChannel):
-    """
-    Twisted's HTTP/1.1 connection, which its L{ResourceSite} tracks, and
-    which closes after its response while the worker drains.
-    """
-
-    site: ResourceSite
-    _abortLater: IDelayedCall | None = None
-
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        self.site.channels.add(self)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        super().connectionLost(reason)
-        if self._abortLater is not None and self._abortLater.active():
-            self._abortLater.cancel()
-        self.site.channelClosed(self)
-
-    def timeoutConnection(self) -> None:
-        # As Twisted's, without its log line: a keep-alive connection left
-        # idle until it times out is routine, not news.
-        if self.abortTimeout is not None:
-            self._abortLater = self.callLater(self.abortTimeout, self.forceAbortClient)
-        self.loseConnection()
-
-    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
-        # Twisted decides whether the connection persists as the request
-        # arrives; a drain that began since closes it after this response.
-        if self.site.closing and self.persistent and isinstance(headers, Headers):
-            self.persistent = False
-            headers.setRawHeaders(b"connection", [b"close"])
-        super().writeHeaders(version, code, reason, headers)
-
-    def requestDone(self, request: Any) -> None:
-        super().requestDone(request)
-        # A response that began before the drain kept its connection: close
-        # it now that it is idle, unless the next request has begun.
-        if self.site.closing and self.persistent and not self.requests and self.transport is not None:
-            self.loseConnection()
-
-    def isIdle(self) -> bool:
-        """
-        Whether no request has begun on this connection since the last
-        response.
-        """
-        return not self.requests
 
 
 # Not IProtocolNegotiationFactory, which Twisted's Site provides: through
@@ -145,7 +148,8 @@ class ResourceSite(RequestCounter[ResourceChannel], Site):
         limit: int,
         atLimit: Callable[[], None],
         accessLog: AccessLog | None = None,
-        timeout: float = 60.0,
+        limits: RequestLimits = DEFAULT_LIMITS,
+        trusted: TrustedProxies | None = None,
         reactor: IReactorTime | None = None,
         nearLimit: int = 0,
         nearingLimit: Callable[[], None] = lambda: None,
@@ -153,11 +157,14 @@ class ResourceSite(RequestCounter[ResourceChannel], Site):
         displayTracebacks: bool = False,
     ) -> None:
         """
-        @param timeout: How long a connection may stay idle, in seconds.
+        @param limits: What a request may be, and how long it may take.
+        @param trusted: The peers whose forwarding fields are believed.
         @param nearLimit: After this many requests (0: never),
             C{nearingLimit} is called.
         """
-        super().__init__(resource, requestFactory=ResourceRequest, timeout=timeout, reactor=reactor)
+        super().__init__(resource, requestFactory=ResourceRequest, timeout=limits.keepaliveTimeout, reactor=reactor)
+        self.limits = limits
+        self.trusted = trusted
         self.displayTracebacks = displayTracebacks
         self.startCounting(limit, atLimit, accessLog, nearLimit, nearingLimit, changed)
 

@@ -109,17 +109,6 @@ class WorkerSite(RequestCounter[HTTPConnection], Factory):
                 _log.failure("Timing out a connection failed")
                 channel.abort()
 
-    def refused(self, request: WorkerRequest, code: int, response: bytes) -> None:
-        """
-        The server answered C{request} with C{code} itself, and closes its
-        connection: count it, and log it.
-        """
-        self.refusals[code] = self.refusals.get(code, 0) + 1
-        request.code = code
-        request.sentLength = len(response) - response.index(b"\r\n\r\n") - 4
-        if self.accessLog is not None:
-            self.accessLog.write(request, 0.0)
-
     def requestsInFlight(self) -> list[WorkerRequest]:
         return [channel.current for channel in self.channels if channel.current is not None]
 
