@@ -209,6 +209,56 @@ def test_proxy_protocol_gives_the_client(serve, tmp_path: Path, noInternalErrors
     waitUntil(lambda: log.exists() and log.read_text() == "192.0.2.7 200\n", what="the access log line")
 
 
+@pytest.mark.parametrize(
+    ("allowed", "expected"),
+    [("127.0.0.1", ("203.0.113.5", True, "203.0.113.5 https")), ("10.9.9.9", ("127.0.0.1", False, "127.0.0.1 http"))],
+)
+def test_a_trusted_proxy_names_the_client_and_scheme(
+    serve, tmp_path: Path, allowed: str, expected: tuple[str, bool, str]
+) -> None:
+    """
+    From a peer in --forwarded-allow-ips, X-Forwarded-For and -Proto give
+    what request.getClientAddress() and isSecure() return, and what the
+    access log names; from any other peer they are only headers.
+    """
+    log = tmp_path / "access.log"
+    server = serve(*TREE, "--workers", "1", "--forwarded-allow-ips", allowed, "--access-log", str(log),
+                   "--access-log-format", "{remote_addr} {scheme}")
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("GET", "/client", headers={"X-Forwarded-For": "203.0.113.5", "X-Forwarded-Proto": "https"})
+    seen = json.loads(connection.getresponse().read())
+    connection.close()
+    host, secure, line = expected
+    assert seen == {"host": host, "secure": secure}
+    waitUntil(lambda: log.exists() and log.read_text() == line + "\n", what="the access log line")
+
+
+def test_refusals_answered_counted_and_logged(serve, tmp_path: Path) -> None:
+    """
+    What the server refuses before the resource sees it gets the server's
+    own answer, a line in the access log and a count on the status page.
+    """
+    log = tmp_path / "access.log"
+    server = serve(*TREE, *STATUS, "--workers", "1", "--limit-request-line", "100", "--limit-request-body", "10",
+                   "--access-log", str(log), "--access-log-format", "{status} {method}")
+    requests = [
+        b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n",
+        b"GET /hello HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+    ]
+    for request in requests:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+            client.sendall(request)
+            response = b""
+            while chunk := client.recv(4096):
+                response += chunk
+        assert response.split(b" ", 2)[1] in (b"414", b"413", b"400") and b"Connection: close" in response
+    expected = {"400": 1, "408": 0, "413": 1, "414": 1, "431": 0, "501": 0}
+    waitUntil(lambda: status(server)["refused_by_status"] == expected, what=f"refusals {expected} reported")
+    waitUntil(lambda: log.exists() and log.read_text() == "414 -\n413 POST\n400 GET\n", what="the access log")
+    assert server.get("/hello")[0] == 200
+
+
 def test_status_page_counts_resource_requests(serve) -> None:
     server = serve(*TREE, "--workers", "1", "--spare-workers", "0", *STATUS)
     for _ in range(3):
