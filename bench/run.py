@@ -295,6 +295,26 @@ def waitress(venv: Path, app: str, port: int, workers: int) -> list[str]:
     return [str(venv / "bin" / "waitress-serve"), f"--listen=127.0.0.1:{port}", f"benchapp:{app}"]
 
 
+def twistWeb(venv: Path, app: str, port: int, workers: int) -> list[str]:
+    # One process, whatever the worker count: what --resource gains over.
+    return [str(venv / "bin" / "twist"), "web", "--class", f"benchresource.{app.capitalize()}",
+            "--listen", f"tcp:{port}:interface=127.0.0.1", "--logfile", "/dev/null"]
+
+
+def preforkResource(venv: Path, app: str, port: int, workers: int) -> list[str]:
+    # An access log, as twist web writes one.
+    return [
+        str(venv / "bin" / "twistd"), "-n", "--pidfile=", "prefork",
+        "--listen", f"tcp:{port}:interface=127.0.0.1", "--resource", f"benchresource:{app}",
+        "--workers", str(workers), "--max-requests", "0", "--access-log", "/dev/null",
+    ]
+
+
+#: The hello resource served by Twisted's own Site: in one process, and on
+#: every worker.  The first is the reference of their equal work.
+RESOURCE_KINDS = (ServerKind("twist-web", twistWeb), ServerKind("prefork-resource", preforkResource))
+
+
 def serverKinds(threads: int, twiggyLib: str = "") -> dict[str, ServerKind]:
     gunicornMissing = inVenv("gunicorn", "gunicorn")
     perlApp: Callable[[str], dict[str, str]] = lambda app: {"APP": app}  # noqa: E731
@@ -612,6 +632,17 @@ def measure(kinds: list[ServerKind], apps: list[str], options: argparse.Namespac
                 running.stop()
 
 
+def resourceRows(options: argparse.Namespace, logs: Path) -> list[Row]:
+    """
+    The hello resource in one process and on the workers, keep-alive and
+    close, C{options.rounds} times: what every core gains a Twisted
+    application.
+    """
+    kinds = list(RESOURCE_KINDS)
+    work = Work(kinds[0], options.venv, logs)
+    return [row for _ in range(options.rounds) for row in measure(kinds, ["hello"], options, logs, work)]
+
+
 def fairness(kinds: list[ServerKind], options: argparse.Namespace, logs: Path) -> Iterator[tuple[str, bool, Load]]:
     """
     How the requests of a hello run spread over the workers.
@@ -833,6 +864,8 @@ def quick(chosen: list[ServerKind], kinds: dict[str, ServerKind], options: argpa
                 rows.append(row)
                 if not row.close and row.load.total:
                     masterUs.append(row.load.masterCpu / row.load.total * 1e6)
+        if "resources" not in skip:
+            rows += resourceRows(options, logDir)
         if "crowd" not in skip:
             crowds = crowded([kinds[name] for name in crowdServers(options.threads)], options, logDir, work)
         if "startup" not in skip:
@@ -874,8 +907,8 @@ def main() -> None:
     parser.add_argument("--servers", default="", help="comma-separated server names (default all)")
     parser.add_argument(
         "--skip", default="",
-        help="comma-separated parts to skip: table, fairness, respawn, startup, bodies (with --quick: log, crowd, "
-             "startup, life)"
+        help="comma-separated parts to skip: table, resources, fairness, respawn, startup, bodies (with --quick: "
+             "log, resources, crowd, startup, life)"
     )
     parser.add_argument("--venv", type=Path, default=BENCH / ".venv", help="virtualenv for the Python servers")
     parser.add_argument("--no-install", dest="install", action="store_false", help="fail instead of installing")
@@ -888,7 +921,7 @@ def main() -> None:
         # Two rounds unless told otherwise; --duration is kept (5 s by default).
         options.rounds, options.apps = max(2, options.rounds), "hello"
         options.servers = options.servers or ",".join(QUICK)
-        # In this mode --skip may name: log, crowd, startup, life.
+        # In this mode --skip may name: log, resources, crowd, startup, life.
         options.skip = f"fairness,respawn,bodies,{options.skip}"
     raiseFileLimit()
     ensureTools(options.venv, options.install)
@@ -916,6 +949,7 @@ def main() -> None:
             (k.name, respawnCost(k, options, logDir)) for k in installed if k.recycles]
         startups = [] if "startup" in skip else [
             (k.name, startupTimes(k, options, logDir)) for k in installed if not k.recycles]
+        resources = [] if "resources" in skip else best(iter(resourceRows(options, logDir)))
         bodies = [] if "bodies" in skip else [
             (k.name, largeBodies(k, options, logDir)) for k in installed
             if k.name.startswith("prefork") and not k.recycles or k.name == "gunicorn-sync"]
@@ -929,6 +963,9 @@ def main() -> None:
         "",
         *table(rows),
     ]
+    if resources:
+        title = "Twisted resources (the hello resource; twist web in one process, --resource on the workers):"
+        report += ["", title, "", *table(resources)]
     if fair:
         report += ["", "Fairness (hello app, max-requests 0):", "", *fairnessTable(fair)]
     if respawns:

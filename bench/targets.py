@@ -53,6 +53,8 @@ RATIOS = (
     Ratio("threads_keepalive_vs_gthread", "prefork-t4-m0", "gunicorn-gthread", False, 1.5),
     Ratio("threads_close_vs_gthread", "prefork-t4-m0", "gunicorn-gthread", True, 1.2),
     Ratio("close_vs_uwsgi", "prefork-t0-m0", "uwsgi", True, 0.5),
+    Ratio("resource_keepalive_vs_one_process", "prefork-resource", "twist-web", False, 1.3),
+    Ratio("resource_close_vs_one_process", "prefork-resource", "twist-web", True, 1.1),
 )
 
 #: The most a worker's life may cost beyond its requests, in fork + exit floors.

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import BAD_REQUEST, NO_BODY_CODES, HTTPChannel
@@ -87,10 +86,14 @@ class ResourceChannel(HTTPChannel):
 
     @ivar reading: Whether a request is being read: from its first byte to
         the end of its body.
+    @ivar deadline: When this connection times out (L{None}: never), which
+        its site's sweep enforces (L{prefork.web.sweep}): Twisted's own
+        timer per connection is off.
     """
 
     site: ResourceSite
     reading = False
+    deadline: float | None = None
     #: The lines of the head being gathered, or L{None} between heads.
     _head: list[bytes] | None = None
     #: The first line of the request being read, for the access log.
@@ -98,11 +101,10 @@ class ResourceChannel(HTTPChannel):
     _blankLine = False
     _busy = False
     _refused = False
-    _headDeadline: IDelayedCall | None = None
+    _closing = False
     #: The decoder of the chunked body being read, if any.
     _chunks: ChunkedDecoder | None = None
     _bodySize = 0
-    _abortLater: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -113,15 +115,12 @@ class ResourceChannel(HTTPChannel):
         self.maxHeaders = limits.fields
         self.totalHeadersSize = limits.headSize
         # A new connection's client is about to send: the header timeout.
-        self.setTimeout(limits.headerTimeout)
-        self._startHeadDeadline()
+        self._deadlineIn(limits.headerTimeout)
         self.site.channels.add(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
-        for call in (self._abortLater, self._headDeadline):
-            if call is not None and call.active():
-                call.cancel()
+        self.deadline = None
         self.site.channelClosed(self)
 
     # Reading a request.
@@ -191,12 +190,15 @@ class ResourceChannel(HTTPChannel):
                 return
 
     def allHeadersReceived(self) -> None:
-        self._cancelHeadDeadline()
+        self._deadlineIn(self.site.limits.headerTimeout)
         super().allHeadersReceived()
 
     def rawDataReceived(self, data: bytes) -> None:
         if self._refused:
             return
+        if self.reading:
+            # The longest pause in a body.
+            self._deadlineIn(self.site.limits.headerTimeout)
         if self._chunks is None:
             super().rawDataReceived(data)
             return
@@ -222,24 +224,16 @@ class ResourceChannel(HTTPChannel):
     def allContentReceived(self) -> None:
         if self._refused:
             return
-        self.reading, self._busy = False, True
+        self.reading, self._busy, self.deadline = False, True, None
         super().allContentReceived()
 
     def _beginRequest(self) -> None:
-        self.reading = True
-        self.setTimeout(self.site.limits.headerTimeout)
-        self._startHeadDeadline()
-
-    def _startHeadDeadline(self) -> None:
         # The whole head must be in by then, however slowly it trickles.
-        if self._headDeadline is None:
-            self._headDeadline = self.callLater(self.site.limits.headerTimeout, self._headTimedOut)
+        self.reading = True
+        self._deadlineIn(self.site.limits.headerTimeout)
 
-    def _cancelHeadDeadline(self) -> None:
-        if self._headDeadline is not None:
-            if self._headDeadline.active():
-                self._headDeadline.cancel()
-            self._headDeadline = None
+    def _deadlineIn(self, seconds: float) -> None:
+        self.deadline = self.site.reactor.seconds() + seconds
 
     # Answering.
 
@@ -274,7 +268,7 @@ class ResourceChannel(HTTPChannel):
             # close it now that it is idle.
             self.loseConnection()
         else:
-            self.setTimeout(self.site.limits.keepaliveTimeout)
+            self._deadlineIn(self.site.limits.keepaliveTimeout)
 
     def isIdle(self) -> bool:
         """
@@ -312,29 +306,29 @@ class ResourceChannel(HTTPChannel):
             # it has answered with its bare 400.
             self._refused = True
             self.site.refused(self._refusedRequest(), BAD_REQUEST, TWISTED_REFUSAL)
-        self._cancelHeadDeadline()
-        if self._abortLater is None and self.transport is not None:
+        if not self._closing:
             # A client that does not read cannot keep a closed connection.
-            self._abortLater = self.callLater(CLOSE_TIMEOUT, self.forceAbortClient)
+            self._closing = True
+            self._deadlineIn(CLOSE_TIMEOUT)
         super().loseConnection()
 
-    def timeoutConnection(self) -> None:
-        # An idle keep-alive connection closes quietly, as a client that
-        # reuses it expects (and without Twisted's log line); a request not
-        # in by then is answered with 408.
-        self._timedOut()
-
-    def _headTimedOut(self) -> None:
-        self._headDeadline = None
-        self._timedOut()
-
-    def _timedOut(self) -> None:
-        if self.reading:
+    def timedOut(self) -> None:
+        """
+        The deadline passed: cut a connection that would not close; answer
+        a request not in by then with 408; close an idle keep-alive
+        connection quietly, as a client that reuses it expects.
+        """
+        if self._closing:
+            self.abort()
+        elif self.reading:
             self.refuse(REQUEST_TIMEOUT, "request not received in time")
         else:
             self.loseConnection()
 
-    def forceAbortClient(self) -> None:
-        self._abortLater = None
+    def abort(self) -> None:
+        """
+        Cut the connection now.
+        """
+        self._closing, self.deadline = True, None
         if self.transport is not None:
             self._transport.abortConnection()

@@ -35,6 +35,7 @@ from prefork.web.forwarded import applyForwarded
 from prefork.web.limits import DEFAULT_LIMITS, RequestLimits
 from prefork.web.proxies import TrustedProxies
 from prefork.web.resourcechannel import ResourceChannel
+from prefork.web.sweep import Sweep
 
 #: The forwarding fields, by the environ key L{applyForwarded} reads.
 _FORWARDING = {
@@ -52,6 +53,7 @@ class ResourceRequest(Request):
     handed to the resource until its response ends or its connection is
     lost.
 
+    @ivar counter: The site that counts it, once it is handed over.
     @ivar startedAt: When the resource was handed it (C{time.perf_counter}),
         0 before.
     @ivar ended: Whether it was answered, or its connection lost.
@@ -62,6 +64,7 @@ class ResourceRequest(Request):
     @ivar forwardedScheme: The scheme a trusted proxy gave, or L{None}.
     """
 
+    counter: ResourceSite
     startedAt = 0.0
     ended = False
     preforkClient: str | None = None
@@ -69,14 +72,24 @@ class ResourceRequest(Request):
     forwardedScheme: str | None = None
 
     def process(self) -> None:
-        site = cast(ResourceChannel, self.channel).site
+        self.counter = site = cast(ResourceChannel, self.channel).site
         self.startedAt = time.perf_counter()
         if site.trusted is not None:
             self._applyForwarded(site.trusted)
         self.preforkScheme = "https" if self.isSecure() else "http"
         site.admit(self)
-        self.notifyFinish().addBoth(self._ended, site)
         super().process()
+
+    def finish(self) -> None:
+        super().finish()
+        if self.startedAt and self.finished:
+            self.counter.requestFinished(self)
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        if self.startedAt and not self.ended:
+            # Lost before its response ended.
+            self.counter.requestEnded(self)
 
     def isSecure(self) -> bool:
         if self.forwardedScheme is not None:
@@ -115,13 +128,6 @@ class ResourceRequest(Request):
             self.requestHeaders.setRawHeaders(b"host", [environ["HTTP_HOST"].encode("latin-1")])
             server = environ["SERVER_NAME"]
             self.host = (IPv6Address if ":" in server else IPv4Address)("TCP", server, int(environ["SERVER_PORT"]))
-
-    def _ended(self, result: Failure | None, site: ResourceSite) -> None:
-        if result is None:
-            site.requestFinished(self)
-        elif not self.ended:
-            # The connection was lost before the response ended.
-            site.requestEnded(self)
 
 
 # Not IProtocolNegotiationFactory, which Twisted's Site provides: through
@@ -162,11 +168,21 @@ class ResourceSite(RequestCounter[ResourceChannel], Site):
         @param nearLimit: After this many requests (0: never),
             C{nearingLimit} is called.
         """
-        super().__init__(resource, requestFactory=ResourceRequest, timeout=limits.keepaliveTimeout, reactor=reactor)
+        # Twisted's timer per connection is off: the sweep keeps the time.
+        super().__init__(resource, requestFactory=ResourceRequest, timeout=None, reactor=reactor)
         self.limits = limits
+        self.sweep = Sweep(self.reactor, limits, lambda: self.channels)
         self.trusted = trusted
         self.displayTracebacks = displayTracebacks
         self.startCounting(limit, atLimit, accessLog, nearLimit, nearingLimit, changed)
+
+    def startFactory(self) -> None:
+        super().startFactory()
+        self.sweep.start()
+
+    def stopFactory(self) -> None:
+        self.sweep.stop()
+        super().stopFactory()
 
     def log(self, request: Any) -> None:
         # Twisted writes its own access log to the twistd log; this site

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from prefork.web.accesslog import AccessLog
@@ -25,8 +24,7 @@ from prefork.web.connection import HTTPConnection
 from prefork.web.counting import RequestCounter
 from prefork.web.limits import DEFAULT_LIMITS, RequestLimits
 from prefork.web.request import WorkerRequest
-
-_log = Logger()
+from prefork.web.sweep import Sweep
 
 
 class WorkerSite(RequestCounter[HTTPConnection], Factory):
@@ -69,45 +67,16 @@ class WorkerSite(RequestCounter[HTTPConnection], Factory):
         self.limits = limits
         self.continueOnRead = continueOnRead
         self.seconds = self.reactor.seconds
-        # Timeouts are enforced this often: a small part of the shortest,
-        # but not so often that sweeping would cost more than serving.  A
-        # timer of the site's own reactor, not a LoopingCall (which imports
-        # the global reactor), so that a template can build a site.
-        self._sweepCall: IDelayedCall | None = None
-        self._sweepInterval = max(0.05, min(1.0, limits.headerTimeout / 4, limits.keepaliveTimeout / 4))
+        self.sweep = Sweep(self.reactor, limits, lambda: self.channels)
 
     def buildProtocol(self, addr: IAddress | None) -> HTTPConnection:
         return HTTPConnection(self)
 
     def startFactory(self) -> None:
-        self._sweepLater()
+        self.sweep.start()
 
     def stopFactory(self) -> None:
-        if self._sweepCall is not None and self._sweepCall.active():
-            self._sweepCall.cancel()
-        self._sweepCall = None
-
-    def _sweepLater(self) -> None:
-        self._sweepCall = self.reactor.callLater(self._sweepInterval, self._sweepAndRepeat)
-
-    def _sweepAndRepeat(self) -> None:
-        try:
-            self._sweep()
-        finally:
-            self._sweepLater()
-
-    def _sweep(self) -> None:
-        """
-        Time out every connection whose deadline has passed.
-        """
-        now = self.seconds()
-        for channel in [c for c in self.channels if c.deadline is not None and c.deadline <= now]:
-            try:
-                channel.timedOut()
-            except Exception:
-                # One connection's trouble must not stop the sweeping.
-                _log.failure("Timing out a connection failed")
-                channel.abort()
+        self.sweep.stop()
 
     def requestsInFlight(self) -> list[WorkerRequest]:
         return [channel.current for channel in self.channels if channel.current is not None]
