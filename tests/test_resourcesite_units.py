@@ -254,14 +254,19 @@ def test_what_twisted_refuses_itself_is_counted() -> None:
 
 
 def test_the_head_timeout_bounds_a_trickling_head() -> None:
-    site, transport, log = served(b"GET / HT", limits=LIMITS)
-    clock = site.reactor
-    for _ in range(3):
-        clock.advance(0.9)
-        site.channels.copy().pop().dataReceived(b"T")
-    clock.advance(site.sweep.interval)
+    """
+    The whole head must be in within the header timeout of its first byte,
+    however its lines trickle in.
+    """
+    site, transport, log = served(b"G", limits=LIMITS)
+    channel, clock = site.channels.copy().pop(), site.reactor
+    for delay, piece in [(1.8, b"ET / HTTP/1.1\r\n"), (0.1, b"Host: x\r\n"), (0.05, b"X: 1\r\n")]:
+        clock.advance(delay)
+        channel.dataReceived(piece)
+        assert not transport.value()
+    clock.advance(0.05 + site.sweep.interval)
     assert transport.value().startswith(b"HTTP/1.1 408 ")
-    assert site.refusals == {408: 1}
+    assert site.refusals == {408: 1} and log.written == [(b"/", 408)]
 
 
 def test_twisted_is_handed_the_head_as_checked() -> None:

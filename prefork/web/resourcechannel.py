@@ -126,7 +126,7 @@ class ResourceChannel(HTTPChannel):
     # Reading a request.
 
     def dataReceived(self, data: bytes) -> None:
-        if self._refused:
+        if self._refused or self._closing:
             return
         if not self._busy and not self.reading:
             self._beginRequest()
@@ -144,7 +144,9 @@ class ResourceChannel(HTTPChannel):
                     self.refuse(BAD_REQUEST, "empty lines before the request")
                 self._blankLine = True
                 return
-            self._beginRequest()
+            if not self.reading:
+                # The next request, read from what was pipelined.
+                self._beginRequest()
             self._line = line[: self.site.limits.requestLine]
             self._head = head = []
         head.append(line)
