@@ -100,6 +100,41 @@ def test_resource_tree_preloaded_and_streamed(serve, noInternalErrors: None) -> 
     assert server.internalErrors() == [] and "Traceback" not in "\n".join(server.lines[mark:])
 
 
+def test_static_files_with_ranges(serve, noInternalErrors: None) -> None:
+    """
+    A static.File folder: a directory listing, a whole file, a byte range
+    and a suffix range, as Twisted's File serves them.
+    """
+    source = (Path(__file__).parent / "apps" / "resourceapp.py").read_bytes()
+    server = serve(*TREE, "--workers", "1")
+    status, _, listing = server.get("/files/")
+    assert status == 200 and b"resourceapp.py" in listing
+    assert server.get("/files/resourceapp.py")[::2] == (200, source)
+    for header, expected, contentRange in [
+        ("bytes=0-9", source[:10], f"bytes 0-9/{len(source)}"),
+        ("bytes=-5", source[-5:], f"bytes {len(source) - 5}-{len(source) - 1}/{len(source)}"),
+    ]:
+        connection = server.connection()
+        connection.request("GET", "/files/resourceapp.py", headers={"Range": header})
+        response = connection.getresponse()
+        assert (response.status, response.read(), response.getheader("Content-Range")) == (
+            206, expected, contentRange
+        )
+        connection.close()
+
+
+def test_defer_to_thread_uses_the_worker_reactors_pool(serve, noInternalErrors: None) -> None:
+    """
+    deferToThread in a resource runs its work in the worker's reactor's
+    thread pool, not in the reactor thread.
+    """
+    server = serve(*TREE, "--workers", "1")
+    status, _, body = server.get("/thread")
+    name, inReactorThread = body.decode().split()
+    assert (status, inReactorThread) == (200, "False")
+    assert name.startswith("PoolThread-twisted.internet.reactor"), name
+
+
 @pytest.mark.parametrize(
     "args, preloaded",
     [(("--resource", "resourceapp:makeRoot"), True), ((*TREE, "--no-preload"), False)],
@@ -168,6 +203,24 @@ def test_recycling_loses_no_request_in_flight(serve) -> None:
     assert [status for status, _ in answers] == [200] * 60
     assert len({body for _, body in answers}) >= 4
     server.waitFor(r"Worker \d+ exited after 5 requests \(limit\)")
+    assert server.internalErrors() == []
+
+
+def test_reload_loses_no_pending_deferred(serve) -> None:
+    """
+    HUP while requests wait on long Deferreds: the new generation takes
+    over, and every pending request of the old one is answered.
+    """
+    server = serve(*KLEIN, *STATUS, "--workers", "2")
+    with ThreadPoolExecutor(10) as pool:
+        pending = [pool.submit(server.get, "/wait?ms=2000") for _ in range(10)]
+        waitUntil(lambda: sum(w["in_flight"] for w in status(server)["workers"]) == 10,
+                  what="ten requests in flight")
+        server.signal(signal.SIGHUP)
+        server.waitFor(r"Generation 2 serving")
+        answers = [future.result() for future in pending]
+    assert [answer[0] for answer in answers] == [200] * 10
+    assert all(answer[2].startswith(b"waited") for answer in answers)
     assert server.internalErrors() == []
 
 

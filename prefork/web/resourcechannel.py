@@ -111,8 +111,9 @@ class ResourceChannel(HTTPChannel):
         limits = self.site.limits
         self.MAX_LENGTH = limits.longestLine
         # The head is checked against the limits before Twisted reads it:
-        # Twisted's own bounds only need to be no tighter.
-        self.maxHeaders = limits.fields
+        # Twisted's own bounds only need to be no tighter (one more field:
+        # the Host an absolute-form target gives).
+        self.maxHeaders = limits.fields + 1
         self.totalHeadersSize = limits.headSize
         # A new connection's client is about to send: the header timeout.
         self._deadlineIn(limits.headerTimeout)

@@ -4,9 +4,12 @@ A plain C{twisted.web} resource tree the tests serve with C{--resource}.
 
 import json
 import os
+import threading
 
+from twisted.internet.threads import deferToThread
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
+from twisted.web.static import File
 
 #: Which process imported this module: the template's when preloaded.
 IMPORTED_BY = os.getpid()
@@ -83,12 +86,36 @@ class Wait(Resource):
         return NOT_DONE_YET
 
 
+class Threaded(Resource):
+    """
+    Answers with the name of the thread C{deferToThread} ran its work in,
+    and whether it was the reactor's.
+    """
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        def work():
+            thread = threading.current_thread()
+            return f"{thread.name} {thread is threading.main_thread()}".encode()
+
+        def answer(text):
+            request.write(text)
+            request.finish()
+
+        deferToThread(work).addCallback(answer)
+        return NOT_DONE_YET
+
+
 def makeRoot():
     root = Resource()
     root.putChild(b"hello", Hello())
     root.putChild(b"stream", Stream())
     root.putChild(b"client", Client())
     root.putChild(b"wait", Wait())
+    root.putChild(b"thread", Threaded())
+    # This folder, as static files (Range requests, directory listing).
+    root.putChild(b"files", File(os.path.dirname(os.path.abspath(__file__))))
     return root
 
 
