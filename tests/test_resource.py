@@ -19,7 +19,7 @@ import pytest
 
 from certs import httpsGet, makeCertificate
 from server import Server, waitUntil
-from statusclient import STATUS, status
+from statusclient import STATUS, probe, status, statusPort
 from test_settings import run
 from tools import requires
 
@@ -209,15 +209,23 @@ def test_recycling_loses_no_request_in_flight(serve) -> None:
 def test_reload_loses_no_pending_deferred(serve) -> None:
     """
     HUP while requests wait on long Deferreds: the new generation takes
-    over, and every pending request of the old one is answered.
+    over, every pending request of the old one is answered, and the
+    readiness probe says ready throughout.
     """
     server = serve(*KLEIN, *STATUS, "--workers", "2")
+    port = statusPort(server)
+    assert probe(port, "/healthz") == (200, "ok\n")
     with ThreadPoolExecutor(10) as pool:
         pending = [pool.submit(server.get, "/wait?ms=2000") for _ in range(10)]
         waitUntil(lambda: sum(w["in_flight"] for w in status(server)["workers"]) == 10,
                   what="ten requests in flight")
         server.signal(signal.SIGHUP)
-        server.waitFor(r"Generation 2 serving")
+        deadline = time.monotonic() + 60
+        while "Generation 2 serving" not in server.output:
+            assert time.monotonic() < deadline, "generation 2 never served"
+            answer = probe(port, "/readyz")
+            assert answer is not None and answer[0] == 200, answer
+            time.sleep(0.05)
         answers = [future.result() for future in pending]
     assert [answer[0] for answer in answers] == [200] * 10
     assert all(answer[2].startswith(b"waited") for answer in answers)
