@@ -300,6 +300,31 @@ def _ignoreErrors(function, *args) -> None:
         pass
 
 
+def test_a_request_in_flight_outlives_the_masters_death(serve) -> None:
+    """
+    A worker whose master is killed finishes the request it is running
+    before it leaves, although nothing reads what it logs any more: a
+    write to that pipe fails, and does not kill it.
+    """
+    server = serve(*APP, "--workers", "1", "--threads", "2", "--graceful-timeout", "30")
+    answers: list[tuple[int, bytes]] = []
+
+    def ask() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+        connection.request("GET", "/sleep?seconds=3")
+        response = connection.getresponse()
+        answers.append((response.status, response.read()))
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    worker = int(server.waitFor(r"sleeping in (\d+)").group(1))
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait()
+    asking.join(TIMEOUT)
+    assert answers and answers[0][0] == 200, answers
+    waitUntil(lambda: not alive(worker), what="the orphan to exit")
+
+
 def test_workers_exit_when_the_master_dies(serve) -> None:
     server = serve(*APP, "--workers", "2")
     children = descendants(server.pid)

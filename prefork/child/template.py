@@ -286,6 +286,11 @@ def main(setup: TemplateSetup) -> NoReturn:
     # The master decides what a terminal's Ctrl-C or hang-up means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Twisted's fork resets every signal Python ignores to its default: a
+    # write to a pipe or socket whose reader is gone (the master's, once it
+    # is killed; a client's) must fail with EPIPE, as in any Python
+    # program, not kill the process.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     # USR1 asks workers to reopen their logs; until a new worker's reactor
     # handles it, it must not kill the worker (nor this process).
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)

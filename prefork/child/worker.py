@@ -317,7 +317,9 @@ class Worker:
         alive = self.heartbeat.beat()
         setTitle(workerTitle(self.config.served, self.generation, self.site.served, self.limit, self.spare))
         if not alive or os.getppid() != self.parentPid:
-            self.drain(ExitReason.ORPHANED, QUICK_STOP_TIMEOUT)
+            # Nobody supervises it any more: it answers what it accepted,
+            # within the graceful timeout, and leaves.
+            self.drain(ExitReason.ORPHANED)
         elif not self.draining and self._overMemoryLimit(memory):
             self.drain(ExitReason.MEMORY)
 
