@@ -181,31 +181,41 @@ def checkTwisted() -> None:
 _Port = TypeVar("_Port", bound=tcp.Port)
 
 
-class _AlreadyListening(socket.socket):
-    """A listening socket that keeps its listen queue when listened on again."""
-
-    def listen(self, backlog: int = 0) -> None:
-        pass
-
-
 def adoptListeningPort(
     portClass: type[_Port], reactor: Any, fd: int, family: socket.AddressFamily, factory: IProtocolFactory
 ) -> _Port:
     """
     What C{reactor.adoptStreamPort} does, but with a port of C{portClass}
     (a subclass of Twisted's TCP or UNIX port): listen with C{factory} on a
-    copy of the listening socket C{fd}.  The port is not started.
+    copy of the listening socket C{fd}.  The port is not started: a UNIX
+    port starts with L{startAdoptedUNIXPort}.
     """
     port: _Port
     if issubclass(portClass, unix.Port):
         port = portClass._fromListeningDescriptor(reactor, fd, factory)
-        # Twisted listens again on an adopted UNIX socket, with its backlog
-        # of 50: each worker would cut the queue --backlog (or systemd) set.
-        adopted: Any = port._preexistingSocket
-        port._preexistingSocket = _AlreadyListening(adopted.family, adopted.type, fileno=adopted.detach())
     else:
         port = portClass._fromListeningDescriptor(reactor, fd, family, factory)
     return port
+
+
+def startAdoptedUNIXPort(port: unix.Port) -> None:
+    """
+    Start a UNIX port made by L{adoptListeningPort}, as Twisted's
+    C{unix.Port.startListening} does, less two things it does to a socket
+    it did not bind: listening again, with its backlog of 50 (each worker
+    would cut the queue C{--backlog} or systemd set), and setting the path's
+    mode to the port's, 0666 by default (a socket made with C{mode=600}
+    would be opened to everyone, and a worker running as C{--uid} may not
+    change the mode of a socket root made).
+    """
+    tcp._reservedFD.reserve()
+    port.factory.doStart()
+    adopted: Any = port._preexistingSocket
+    port._preexistingSocket = None
+    port.connected = True
+    port.socket = adopted
+    port.fileno = adopted.fileno
+    port.startReading()
 
 
 def peerAddress(port: Any, peer: Any) -> Any:
@@ -357,7 +367,7 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = tuple(
              "_fromListeningDescriptor", parameters=("reactor", "fd", "addressFamily", "factory"))
     + _names(unix.Port, "17.9.0", "adoptListeningPort: our fair-accept UNIX port on an inherited socket",
              "_fromListeningDescriptor", parameters=("reactor", "fd", "factory"))
-    + _names(unix.Port, "17.9.0", "adoptListeningPort: keep the backlog of an adopted UNIX socket",
+    + _names(unix.Port, "17.9.0", "startAdoptedUNIXPort: the adopted socket a UNIX port starts on",
              "_preexistingSocket", onInstance=True)
     + _names(EPollReactor, "10.0.0", "LeanEPollReactor.doPoll: the poller and the descriptors it watches",
              "_poller", "_selectables", onInstance=True)
@@ -442,6 +452,17 @@ MIRRORS: tuple[Mirror, ...] = (
         {
             "24.11.0": "6252b8d7ca94eed5648ca50f121867bcbf5ff1d243c42db290c18c99487942b1",
             "26.10.0": "6252b8d7ca94eed5648ca50f121867bcbf5ff1d243c42db290c18c99487942b1",
+        },
+    ),
+    Mirror(
+        "twisted.internet.unix:Port.startListening",
+        "prefork/twistedinternals.py: startAdoptedUNIXPort",
+        "the steps of starting a port on its preexisting socket (the descriptor reserve, the factory, the "
+        "socket, reading), copied less the listen() and the chmod",
+        "26.10.0",
+        {
+            "24.11.0": "8d3b4ecc3b3556864a29687f9abd72a43c4248a2c8e964b1886691f12a5a13d9",
+            "26.10.0": "385ad0fc02310b580cae21bec700fd4113a74c43a1c82c835e7f21322ba2806b",
         },
     ),
     Mirror(

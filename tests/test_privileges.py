@@ -143,6 +143,30 @@ def test_sockets_as_root_processes_as_the_user(servers, prefix) -> None:
     assert server.stop() == 0
 
 
+def test_a_unix_socket_made_as_root_served_as_the_user(servers, prefix, tmp_path: Path) -> None:
+    """
+    Workers running as the user serve on a UNIX socket root made, and leave
+    its owner and mode as they were.
+    """
+    path = tmp_path / "app.sock"
+    server = asUser(Server("--app", "testapp:application", "--workers", "2", listen=f"unix:{path}:mode=600",
+                           prefix=prefix), "--uid", USER, "--gid", group())
+    servers.append(server)
+    server.start().serving()
+    client = socket.socket(socket.AF_UNIX)
+    client.settimeout(TIMEOUT)
+    client.connect(str(path))
+    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    response = b""
+    while chunk := client.recv(4096):
+        response += chunk
+    client.close()
+    assert response.startswith(b"HTTP/1.1 200 ")
+    assert int(response.partition(b"\r\n\r\n")[2]) in descendants(server.pid)
+    found = path.stat()
+    assert (found.st_uid, stat.S_IMODE(found.st_mode)) == (0, 0o600)
+
+
 def test_a_user_that_cannot_run_the_server_is_one_line(tmp_path: Path) -> None:
     if hidden():
         # The user cannot reach the interpreter here.

@@ -6,6 +6,7 @@ keep-alive, TCP and UNIX sockets.
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 
 from server import APPS, UnixHTTPConnection, twistd
@@ -92,6 +93,19 @@ def test_unix_socket(serve, tmp_path) -> None:
     server.stop()
     # The master removes the socket it bound, and no worker removed it before.
     assert not (tmp_path / "app.sock").exists()
+
+
+def test_unix_socket_keeps_its_mode(serve, tmp_path) -> None:
+    """
+    The mode a UNIX socket is made with stays once the workers serve on it.
+    """
+    path = tmp_path / "app.sock"
+    serve(*APP, "--workers", "2", listen=f"unix:{path}:mode=600")
+    connection = UnixHTTPConnection(str(path))
+    connection.request("GET", "/")
+    assert connection.getresponse().status == 200
+    connection.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_demo_app(serve) -> None:

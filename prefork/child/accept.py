@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from prefork.twistedinternals import adoptListeningPort, peerAddress, unwrittenBytes
+from prefork.twistedinternals import adoptListeningPort, peerAddress, startAdoptedUNIXPort, unwrittenBytes
 
 _log = Logger()
 
@@ -254,10 +254,14 @@ class FairTCPPort(_FewAccepts, tcp.Port):
 
 class FairUNIXPort(_FewAccepts, unix.Port):
     """
-    A UNIX socket port that accepts few connections per wake-up.
+    A UNIX socket port that accepts few connections per wake-up, on a socket
+    it adopted: it leaves the socket's listen queue and mode as they are.
     """
 
     transport = FairUNIXServer
+
+    def startListening(self) -> None:
+        startAdoptedUNIXPort(self)
 
 
 def adoptFairPort(
