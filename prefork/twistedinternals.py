@@ -208,14 +208,15 @@ def startAdoptedUNIXPort(port: unix.Port) -> None:
     would be opened to everyone, and a worker running as C{--uid} may not
     change the mode of a socket root made).
     """
+    started: Any = port
     tcp._reservedFD.reserve()
-    port.factory.doStart()
-    adopted: Any = port._preexistingSocket
-    port._preexistingSocket = None
-    port.connected = True
-    port.socket = adopted
-    port.fileno = adopted.fileno
-    port.startReading()
+    started.factory.doStart()
+    adopted = started._preexistingSocket
+    started._preexistingSocket = None
+    started.connected = True
+    started.socket = adopted
+    started.fileno = adopted.fileno
+    started.startReading()
 
 
 def peerAddress(port: Any, peer: Any) -> Any:
