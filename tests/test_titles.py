@@ -68,7 +68,12 @@ def test_titles(serve) -> None:
     def counted() -> int:
         return sum(int(t.rsplit(" ", 1)[1].split("/")[0]) for t in served() if t.endswith("/50"))
 
-    waitUntil(lambda: counted() == 5, what="the workers' titles to count 5 requests")
+    # A spare sets its title as it boots, which may be after the others
+    # have served.
+    waitUntil(
+        lambda: counted() == 5 and all(t.startswith("prefork worker ") for t in served()),
+        what="the workers' titles, counting 5 requests",
+    )
     assert [t.rsplit(" ", 1)[0] for t in served()] == ["prefork worker [testapp:application] gen 1"] * 3
     assert sorted(t.rsplit(" ", 1)[1].endswith("/50") for t in served()) == [False, True, True]
     assert "prefork worker [testapp:application] gen 1 spare" in served()
