@@ -209,7 +209,7 @@ def startAdoptedUNIXPort(port: unix.Port) -> None:
     change the mode of a socket root made).
     """
     started: Any = port
-    tcp._reservedFD.reserve()
+    spareDescriptorReserve().reserve()
     started.factory.doStart()
     adopted = started._preexistingSocket
     started._preexistingSocket = None
@@ -287,12 +287,20 @@ def outputFileOf(observer: FileLogObserver) -> Any:
 # The descriptor Twisted keeps to accept and drop connections past EMFILE.
 
 
+def spareDescriptorReserve() -> Any:
+    """
+    What holds the spare descriptor of Twisted's TCP and UNIX ports, or
+    L{None} in a Twisted without one.
+    """
+    return getattr(tcp, "_reservedFD", None)
+
+
 def reserveSpareDescriptor() -> None:
     """
     Open the spare descriptor now, in the template, so that workers inherit
     it instead of opening their own as they boot.
     """
-    tcp._reservedFD.reserve()
+    spareDescriptorReserve().reserve()
 
 
 def detachSpareDescriptor() -> object:
@@ -303,7 +311,7 @@ def detachSpareDescriptor() -> object:
     @return: What held the descriptor, which the caller must keep alive:
         freeing it would close whatever now has that number.
     """
-    reservation: Any = tcp._reservedFD
+    reservation = spareDescriptorReserve()
     held = reservation._fileDescriptor
     reservation._fileDescriptor = None
     return held
@@ -382,7 +390,7 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = tuple(
              "_reservedFD")
     # Its class is private too: found through the object, so that a
     # Twisted without it gets the one line about _reservedFD.
-    + _names(type(getattr(tcp, "_reservedFD", None)), "18.7.0", "detachSpareDescriptor: the reserve's descriptor",
+    + _names(type(spareDescriptorReserve()), "18.7.0", "detachSpareDescriptor: the reserve's descriptor",
              "_fileDescriptor", onInstance=True)
     + _names(LogPublisher, "15.2.0", "observersOf: drop the master's log observers in a forked template",
              "_observers", onInstance=True)

@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 import twisted
 from incremental import Version
-from twisted.internet import tcp, unix
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.protocol import Factory
@@ -46,6 +45,7 @@ from prefork.twistedinternals import (
     observersOf,
     reserveSpareDescriptor,
     sourceDigest,
+    spareDescriptorReserve,
     upstreamFunction,
 )
 
@@ -101,7 +101,7 @@ def liveOwner(private: PrivateName) -> object:
     if private.owner is EPollReactor:
         return _reactor()
     if private.name == "_fileDescriptor":
-        return tcp._reservedFD
+        return spareDescriptorReserve()
     if private.owner is FileDescriptor:
         return FileDescriptor()
     if private.owner is FileLogObserver:
@@ -110,8 +110,9 @@ def liveOwner(private: PrivateName) -> object:
     with socket.socket(socket.AF_UNIX) as listening:
         listening.bind(f"\0prefork-test-{id(listening)}")
         listening.listen()
-        port = unix.Port._fromListeningDescriptor(MemoryReactor(), listening.fileno(), Factory())
-    port._preexistingSocket.close()
+        port = adoptListeningPort(FairUNIXPort, MemoryReactor(), listening.fileno(), socket.AF_UNIX, Factory())
+    port.startListening()
+    port.socket.close()
     return port
 
 
