@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import INTERNAL_SERVER_ERROR
 
 from prefork.web.bodyinput import ContinueInput
-from prefork.web.head import Head, findHead, parseHead
+from prefork.web.head import Head, findHead, loggedParts, parseHead
 from prefork.web.http import (
     REQUEST_ENTITY_TOO_LARGE,
     ChunkedDecoder,
@@ -391,8 +391,7 @@ class HTTPConnection(Protocol):
         A request as much as its first line tells, for the access log.
         """
         line = head.lstrip(b"\r\n").split(b"\r\n", 1)[0][: self.limits.requestLine]
-        parts = line.split(b" ")
-        method, target, version = parts if len(parts) == 3 else (b"-", line, b"-")
+        method, target, version = loggedParts(line)
         return WorkerRequest(self, method, target, version, {}, False, None)
 
     def close(self) -> None:

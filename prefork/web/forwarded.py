@@ -28,17 +28,17 @@ from typing import Any
 
 from prefork.web.proxies import TrustedProxies
 
-#: The environ keys of the headers read here: only a request with one of
-#: them from a trusted peer costs any work.
-FORWARDING_KEYS = frozenset(
-    [
-        "HTTP_FORWARDED",
-        "HTTP_X_FORWARDED_FOR",
-        "HTTP_X_FORWARDED_PROTO",
-        "HTTP_X_FORWARDED_HOST",
-        "HTTP_X_FORWARDED_PORT",
-    ]
-)
+#: The header fields read here, by their environ keys.
+FORWARDING_FIELDS = {
+    b"forwarded": "HTTP_FORWARDED",
+    b"x-forwarded-for": "HTTP_X_FORWARDED_FOR",
+    b"x-forwarded-proto": "HTTP_X_FORWARDED_PROTO",
+    b"x-forwarded-host": "HTTP_X_FORWARDED_HOST",
+    b"x-forwarded-port": "HTTP_X_FORWARDED_PORT",
+}
+#: Their environ keys: only a request with one of them from a trusted peer
+#: costs any work.
+FORWARDING_KEYS = frozenset(FORWARDING_FIELDS.values())
 
 #: A node of a forwarding chain: an address, and its port if it has one.
 Node = tuple[str, str | None]

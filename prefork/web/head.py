@@ -77,6 +77,18 @@ def findHead(buffer: bytes, limits: RequestLimits) -> int:
     return -1
 
 
+def loggedParts(line: bytes) -> tuple[bytes, bytes, bytes]:
+    """
+    The method, target and version of a request line that may be malformed
+    or cut short, as the access log names a refused request: the whole line
+    as its target when it does not split in three.
+    """
+    parts = line.split(b" ")
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    return b"-", line, b"-"
+
+
 def parseHead(head: bytes, limits: RequestLimits) -> Head:
     """
     Parse a whole head, its final empty line included (as L{findHead}

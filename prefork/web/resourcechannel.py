@@ -32,7 +32,7 @@ from twisted.web.http import BAD_REQUEST, NO_BODY_CODES, HTTPChannel
 from twisted.web.http_headers import Headers
 
 from prefork.web.connection import CLOSE_TIMEOUT, REQUEST_TIMEOUT
-from prefork.web.head import REQUEST_HEADER_FIELDS_TOO_LARGE, REQUEST_URI_TOO_LONG, parseHead
+from prefork.web.head import REQUEST_HEADER_FIELDS_TOO_LARGE, REQUEST_URI_TOO_LONG, loggedParts, parseHead
 from prefork.web.http import (
     REQUEST_ENTITY_TOO_LARGE,
     ChunkedDecoder,
@@ -61,8 +61,7 @@ class RefusedRequest:
     preforkScheme: str | None
 
     def __init__(self, line: bytes, peer: Any, secure: bool) -> None:
-        parts = line.split(b" ")
-        self.method, self.uri, self.clientproto = parts if len(parts) == 3 else (b"-", line, b"-")
+        self.method, self.uri, self.clientproto = loggedParts(line)
         self.requestHeaders = Headers()
         self.responseHeaders = Headers()
         self.preforkScheme = "https" if secure else "http"

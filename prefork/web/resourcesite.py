@@ -31,20 +31,11 @@ from zope.interface import implementer_only
 
 from prefork.web.accesslog import AccessLog
 from prefork.web.counting import RequestCounter
-from prefork.web.forwarded import applyForwarded
+from prefork.web.forwarded import FORWARDING_FIELDS, applyForwarded
 from prefork.web.limits import DEFAULT_LIMITS, RequestLimits
 from prefork.web.proxies import TrustedProxies
 from prefork.web.resourcechannel import ResourceChannel
 from prefork.web.sweep import Sweep
-
-#: The forwarding fields, by the environ key L{applyForwarded} reads.
-_FORWARDING = {
-    b"forwarded": "HTTP_FORWARDED",
-    b"x-forwarded-for": "HTTP_X_FORWARDED_FOR",
-    b"x-forwarded-proto": "HTTP_X_FORWARDED_PROTO",
-    b"x-forwarded-host": "HTTP_X_FORWARDED_HOST",
-    b"x-forwarded-port": "HTTP_X_FORWARDED_PORT",
-}
 
 
 class ResourceRequest(Request):
@@ -102,7 +93,7 @@ class ResourceRequest(Request):
         environ does (L{prefork.web.forwarded}).
         """
         environ: dict[str, str] = {}
-        for name, key in _FORWARDING.items():
+        for name, key in FORWARDING_FIELDS.items():
             values = self.requestHeaders.getRawHeaders(name)
             if values:
                 environ[key] = b",".join(values).decode("latin-1")
